@@ -1,0 +1,3 @@
+//! candle ports of the MMAudio family (MM-DiT generator, flow-matching sampler, VAE decoder, BigVGAN vocoders,
+//! CLIP and Synchformer conditioning encoders) and the loading of their official weights.
+//! Knows nothing of videos or ffmpeg: inputs are tensors.

@@ -1,0 +1,1 @@
+"""Parity fixture generation for foley's candle ports, one module per model group."""
