@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Parity fixture + manifest generator: runs the PyTorch reference (MMAudio, pinned commit) on tiny random
+configs and writes what the Rust parity tests compare against.
+
+One command on a fresh machine (CPU torch is enough; ~5 GB of wheels):
+
+    pip install torch torchvision torchaudio open-clip-torch timm einops torchdiffeq colorlog omegaconf safetensors
+    python3 scripts/gen_parity.py --manifests
+
+The reference is never copied into this repository. It is taken from `--reference` / `$FOLEY_MMAUDIO_REF`
+(a git repository or bare git dir holding commit 974010a, or a plain checkout of it); without either, it is
+cloned from https://github.com/hkchengrex/MMAudio into `~/.cache/foley/mmaudio.git`. The pinned commit is
+extracted with `git archive` into a temporary directory that is put on `sys.path`.
+
+Groups live in `scripts/parity/<group>.py`; each exposes `fixtures(ctx)` and `manifests(ctx)` (see `Ctx`
+in scripts/parity/common.py) and is listed in GROUPS below.
+"""
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from parity.common import Ctx, REFERENCE_COMMIT, prepare_reference  # noqa: E402
+
+# group name -> module under scripts/parity/ exposing fixtures(ctx) and manifests(ctx)
+GROUPS = {
+    "generation": "parity.generation",  # MM-DiT, sampler, VAE, BigVGAN, mel (issue 4)
+    "encoders": "parity.encoders",  # CLIP, Synchformer (issue 5)
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0, help="seed of random weights and inputs")
+    ap.add_argument("--config", default="tiny", help="tiny config choice understood by every group: tiny | tiny2")
+    ap.add_argument("--out", default=str(ROOT / "tests/fixtures/parity"), help="fixture root")
+    ap.add_argument("--manifests", nargs="?", const=str(ROOT / "models/manifests"), default=None,
+                    help="also write key/shape manifests of the real checkpoints (meta device) to this dir")
+    ap.add_argument("--no-fixtures", action="store_true", help="only write manifests")
+    ap.add_argument("--only", action="append", choices=sorted(GROUPS), help="run only this group (repeatable)")
+    ap.add_argument("--reference", default=os.environ.get("FOLEY_MMAUDIO_REF"),
+                    help=f"MMAudio git repo / checkout holding commit {REFERENCE_COMMIT} (env FOLEY_MMAUDIO_REF)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    args = ap.parse_args()
+
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ref_path = prepare_reference(args.reference)
+    ctx = Ctx(out=Path(args.out), seed=args.seed, config=args.config, ref_path=ref_path,
+              manifests_dir=Path(args.manifests) if args.manifests else None)
+    for name in args.only or list(GROUPS):
+        try:
+            mod = importlib.import_module(GROUPS[name])
+        except ModuleNotFoundError as e:
+            if e.name != GROUPS[name]:
+                raise
+            print(f"[{name}] {GROUPS[name]} not written yet; skipped", file=sys.stderr)
+            continue
+        if not args.no_fixtures:
+            print(f"[{name}] fixtures -> {ctx.out}", flush=True)
+            mod.fixtures(ctx)
+        if ctx.manifests_dir is not None:
+            print(f"[{name}] manifests -> {ctx.manifests_dir}", flush=True)
+            mod.manifests(ctx)
+
+
+if __name__ == "__main__":
+    main()
