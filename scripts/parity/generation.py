@@ -1,9 +1,331 @@
-"""Parity fixtures and manifests of the generation side (issue 4): MM-DiT, sampler, VAE, BigVGAN, mel."""
+"""Parity fixtures and manifests of the generation side (issue 4): MM-DiT, flow-matching sampler with CFG, VAE
+decoder, BigVGAN (MMAudio's 16 kHz vocoder and the BigVGAN-v2 44.1 kHz architecture), latent/mel normalisation
+and the whole latent -> waveform chain. Everything is imported from the pinned reference (see common.py).
+
+Weights are stored as the official checkpoints store them: VAE MPConv weights *before* EDM2 normalisation,
+BigVGAN convolutions as weight-norm (g, v) pairs. The Rust loaders apply those transforms.
+"""
+import math
+
+import torch
+from omegaconf import OmegaConf
+
+# BigVGAN-v2 44.1 kHz hyper-parameters: config.json of nvidia/bigvgan_v2_44khz_128band_512x (the same file is
+# configs/bigvgan_v2_44khz_128band_512x.json in github.com/NVIDIA/BigVGAN). The reference downloads it at run
+# time, so it is restated here (architecture fields only).
+BIGVGAN_V2_44K = dict(resblock="1", num_mels=128, upsample_rates=[8, 4, 2, 2, 2, 2],
+                      upsample_kernel_sizes=[16, 8, 4, 4, 4, 4], upsample_initial_channel=1536,
+                      resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+                      use_tanh_at_final=False, use_bias_at_final=False, activation="snakebeta",
+                      snake_logscale=True)
+
+# Tiny configs. "tiny" is what is committed; "tiny2" gives other shapes (odd lengths, other widths) to show the
+# Rust tests read everything from meta.json.
+TINY = {
+    "tiny": dict(
+        dit=dict(latent_dim=8, clip_dim=32, sync_dim=24, text_dim=32, num_heads=2, head_dim=8, depth=3,
+                 fused_depth=1, latent_seq_len=20, clip_seq_len=8, sync_seq_len=16, text_seq_len=6),
+        dit_v2=dict(latent_dim=6, clip_dim=24, sync_dim=16, text_dim=20, num_heads=3, head_dim=8, depth=3,
+                    fused_depth=2, latent_seq_len=17, clip_seq_len=6, sync_seq_len=24, text_seq_len=5),
+        resized=dict(latent_seq_len=26, clip_seq_len=10, sync_seq_len=24),
+        vae=dict(hidden_dim=16, embed_dim=8, latent_len=12),
+        bigvgan=dict(upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], upsample_initial_channel=16,
+                     resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]], frames=14),
+        bigvgan_v2=dict(upsample_rates=[4, 2], upsample_kernel_sizes=[8, 4], upsample_initial_channel=12,
+                        resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]], frames=9),
+        steps=4, batch=2),
+    "tiny2": dict(
+        dit=dict(latent_dim=4, clip_dim=20, sync_dim=12, text_dim=28, num_heads=3, head_dim=8, depth=4,
+                 fused_depth=2, latent_seq_len=13, clip_seq_len=5, sync_seq_len=8, text_seq_len=7),
+        dit_v2=dict(latent_dim=10, clip_dim=16, sync_dim=20, text_dim=12, num_heads=2, head_dim=12, depth=2,
+                    fused_depth=1, latent_seq_len=11, clip_seq_len=4, sync_seq_len=16, text_seq_len=3),
+        resized=dict(latent_seq_len=19, clip_seq_len=7, sync_seq_len=32),
+        vae=dict(hidden_dim=8, embed_dim=4, latent_len=7),
+        bigvgan=dict(upsample_rates=[3, 2], upsample_kernel_sizes=[6, 4], upsample_initial_channel=8,
+                     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], frames=11),
+        bigvgan_v2=dict(upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], upsample_initial_channel=8,
+                        resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]], frames=6),
+        steps=3, batch=1),
+}
+
+NETWORKS = ["small_16k", "small_44k", "medium_44k", "large_44k", "large_44k_v2"]
+
+
+def _randomize(module, skip=()):
+    """Replaces every parameter and float buffer (except `skip` and fixed filters) with seeded random values:
+    the reference zero-initialises adaLN and output layers, which would make the parity test vacuous."""
+    with torch.no_grad():
+        for name, p in list(module.named_parameters()) + list(module.named_buffers()):
+            if name in skip or name.endswith("filter") or not p.is_floating_point():
+                continue
+            if name.endswith("norm.weight") or name.endswith("latent_std"):
+                p.copy_(1.0 + 0.2 * torch.rand_like(p))
+            elif p.ndim >= 2:
+                fan_in = max(1, p[0].numel())
+                p.copy_(torch.randn_like(p) / math.sqrt(fan_in))
+            else:
+                p.copy_(0.3 * torch.randn_like(p))
+
+
+def _sd(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MM-DiT
+
+
+def _dit_cfg(t, v2):
+    c = dict(t["dit_v2" if v2 else "dit"])
+    c["hidden_dim"] = c["num_heads"] * c.pop("head_dim")
+    c["v2"] = v2
+    c["mlp_ratio"] = 4.0
+    return c
+
+
+def _build_dit(cfg):
+    from mmaudio.model.networks import MMAudio
+    kw = {k: v for k, v in cfg.items()}
+    net = MMAudio(**kw).eval()
+    _randomize(net)
+    return net
+
+
+def _dit_inputs(cfg, bs, lat_len, clip_len, sync_len):
+    return dict(latent=torch.randn(bs, lat_len, cfg["latent_dim"]),
+                clip_f=torch.randn(bs, clip_len, cfg["clip_dim"]),
+                sync_f=torch.randn(bs, sync_len, cfg["sync_dim"]),
+                text_f=torch.randn(bs, cfg["text_seq_len"], cfg["text_dim"]),
+                negative_text_f=torch.randn(bs, cfg["text_seq_len"], cfg["text_dim"]),
+                t=torch.rand(bs))
+
+
+@torch.no_grad()
+def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0):
+    ctx.seed_all(offset)
+    net = _build_dit(cfg)
+    weights = _sd(net)
+    lens = (cfg["latent_seq_len"], cfg["clip_seq_len"], cfg["sync_seq_len"])
+    if resize is not None:  # another duration: the reference recomputes RoPE for the new lengths
+        lens = (resize["latent_seq_len"], resize["clip_seq_len"], resize["sync_seq_len"])
+        net.update_seq_lengths(*lens)
+    x = _dit_inputs(cfg, bs, *lens)
+    cond = net.preprocess_conditions(x["clip_f"], x["sync_f"], x["text_f"])
+    flow = net.predict_flow(x["latent"], x["t"], cond)
+    empty = net.get_empty_conditions(bs)
+    flow_empty = net.predict_flow(x["latent"], x["t"], empty)
+    neg = net.get_empty_conditions(bs, negative_text_features=x["negative_text_f"])
+    flow_neg = net.predict_flow(x["latent"], x["t"], neg)
+    full = net(x["latent"], x["clip_f"], x["sync_f"], x["text_f"], x["t"])
+    assert torch.equal(full, flow)
+    outputs = dict(flow=flow, flow_empty=flow_empty, flow_negative=flow_neg, cond_clip_f=cond.clip_f,
+                   cond_sync_f=cond.sync_f, cond_text_f=cond.text_f, cond_clip_f_c=cond.clip_f_c,
+                   cond_text_f_c=cond.text_f_c, latent_rot=net.latent_rot, clip_rot=net.clip_rot)
+    ctx.save_fixture(name, "mmaudio", weights, x, outputs, cfg,
+                     seq_lens=dict(latent=lens[0], clip=lens[1], sync=lens[2]))
+
+
+@torch.no_grad()
+def _sampler_fixture(ctx, name, cfg, bs, steps, cfg_strength, negative, resize=None, offset=0):
+    from mmaudio.model.flow_matching import FlowMatching
+    ctx.seed_all(offset)
+    net = _build_dit(cfg)
+    weights = _sd(net)
+    lens = (cfg["latent_seq_len"], cfg["clip_seq_len"], cfg["sync_seq_len"])
+    if resize is not None:
+        lens = (resize["latent_seq_len"], resize["clip_seq_len"], resize["sync_seq_len"])
+        net.update_seq_lengths(*lens)
+    x = _dit_inputs(cfg, bs, *lens)
+    x0 = torch.randn(bs, lens[0], cfg["latent_dim"])
+    fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=steps)
+    # as eval_utils.generate does it
+    cond = net.preprocess_conditions(x["clip_f"], x["sync_f"], x["text_f"])
+    empty = net.get_empty_conditions(bs, negative_text_features=x["negative_text_f"] if negative else None)
+    fn = lambda t, lat: net.ode_wrapper(t, lat, cond, empty, cfg_strength)  # noqa: E731
+    x1 = fm.to_data(fn, x0)
+    audio_latent = net.unnormalize(x1.clone())
+    inputs = dict(clip_f=x["clip_f"], sync_f=x["sync_f"], text_f=x["text_f"], x0=x0)
+    if negative:
+        inputs["negative_text_f"] = x["negative_text_f"]
+    ctx.save_fixture(name, "sampler", weights, inputs, dict(x1=x1, unnormalized=audio_latent), cfg,
+                     tolerance="sampler", num_steps=steps, cfg_strength=cfg_strength,
+                     seq_lens=dict(latent=lens[0], clip=lens[1], sync=lens[2]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# VAE, BigVGAN, normalisation, chain
+
+
+def _build_vae(mode, hidden_dim, embed_dim):
+    from mmaudio.ext.autoencoder.vae import VAE
+    vae = VAE(data_dim=80 if mode == "16k" else 128, embed_dim=embed_dim, hidden_dim=hidden_dim).eval()
+    _randomize(vae, skip=("data_mean", "data_std"))
+    weights = _sd(vae)  # as the checkpoint stores it: raw MPConv weights
+    vae.remove_weight_norm()
+    return vae, weights
+
+
+def _vae_cfg(mode, t):
+    return dict(data_dim=80 if mode == "16k" else 128, embed_dim=t["vae"]["embed_dim"],
+                hidden_dim=t["vae"]["hidden_dim"])
+
+
+@torch.no_grad()
+def _vae_fixture(ctx, name, mode, t, offset):
+    ctx.seed_all(offset)
+    vae, weights = _build_vae(mode, t["vae"]["hidden_dim"], t["vae"]["embed_dim"])
+    z = torch.randn(t["batch"], t["vae"]["embed_dim"], t["vae"]["latent_len"])
+    dec_raw = vae.decode(z, unnormalize=False)
+    mel = vae.decode(z)
+    ctx.save_fixture(name, "vae_decoder", weights, dict(z=z), dict(mel=mel, mel_normalized=dec_raw),
+                     _vae_cfg(mode, t))
+
+
+def _bigvgan_h(t, key, num_mels, v2):
+    c = dict(t[key])
+    c.pop("frames")
+    h = dict(resblock="1", num_mels=num_mels, activation="snakebeta", snake_logscale=True, **c)
+    if v2:
+        h.update(use_tanh_at_final=False, use_bias_at_final=False)
+    return h
+
+
+def _build_bigvgan(h, v2):
+    if v2:
+        from mmaudio.ext.bigvgan_v2.bigvgan import BigVGAN as BigVGANv2
+        from mmaudio.ext.bigvgan_v2.env import AttrDict
+        net = BigVGANv2(AttrDict(dict(h)), use_cuda_kernel=False).eval()
+    else:
+        from mmaudio.ext.bigvgan.models import BigVGANVocoder
+        net = BigVGANVocoder(OmegaConf.create(dict(h))).eval()
+    _randomize(net)
+    with torch.no_grad():  # keep the waveform mostly inside (-1, 1) so tanh/clamp do not hide errors
+        net.conv_post.parametrizations.weight.original0.mul_(0.05)
+    weights = _sd(net)  # weight norm (g, v) as parametrizations.weight.original0/1
+    net.remove_weight_norm()
+    return net, weights
+
+
+def _legacy_weight_norm(weights):
+    """The pre-parametrization spelling (weight_g / weight_v) that older checkpoints carry."""
+    out = {}
+    for k, v in weights.items():
+        k = k.replace("parametrizations.weight.original0", "weight_g")
+        k = k.replace("parametrizations.weight.original1", "weight_v")
+        out[k] = v
+    return out
+
+
+@torch.no_grad()
+def _bigvgan_fixture(ctx, name, key, num_mels, v2, t, offset, legacy):
+    ctx.seed_all(offset)
+    h = _bigvgan_h(t, key, num_mels, v2)
+    net, weights = _build_bigvgan(h, v2)
+    if legacy:
+        weights = _legacy_weight_norm(weights)
+    mel = torch.randn(t["batch"], num_mels, t[key]["frames"])
+    wav = net(mel)
+    cfg = dict(h, use_tanh_at_final=h.get("use_tanh_at_final", True),
+               use_bias_at_final=h.get("use_bias_at_final", True))
+    ctx.save_fixture(name, "bigvgan", weights, dict(mel=mel), dict(audio=wav), cfg, v2=v2,
+                     weight_norm_keys="weight_g/weight_v" if legacy else "parametrizations")
+
+
+@torch.no_grad()
+def _norm_fixture(ctx, t, offset):
+    from mmaudio.model.networks import MMAudio
+    ctx.seed_all(offset)
+    cfg = _dit_cfg(t, False)
+    net = MMAudio(**cfg)
+    _randomize(net)
+    x = torch.randn(t["batch"], cfg["latent_seq_len"], cfg["latent_dim"])
+    weights = dict(latent_mean=net.latent_mean.data.clone(), latent_std=net.latent_std.data.clone())
+    outputs = dict(normalized=net.normalize(x.clone()), unnormalized=net.unnormalize(x.clone()))
+    for mode in ("16k", "44k"):
+        vae, w = _build_vae(mode, 8, 4)
+        m = torch.randn(t["batch"], vae.data_mean.shape[1], 5)
+        weights[f"vae_{mode}.data_mean"] = w["data_mean"]
+        weights[f"vae_{mode}.data_std"] = w["data_std"]
+        inputs_m = m
+        outputs[f"mel_{mode}_normalized"] = vae.normalize(inputs_m)
+        outputs[f"mel_{mode}_unnormalized"] = vae.unnormalize(inputs_m)
+        x_key = f"mel_{mode}"
+        outputs[x_key + "_input"] = inputs_m
+    inputs = dict(latent=x)
+    for mode in ("16k", "44k"):
+        inputs[f"mel_{mode}"] = outputs.pop(f"mel_{mode}_input")
+    ctx.save_fixture("norm_tiny", "norm", weights, inputs, outputs, dict(latent_dim=cfg["latent_dim"]))
+
+
+@torch.no_grad()
+def _chain_fixture(ctx, t, offset):
+    """latent (normalised, as the sampler leaves it) -> unnormalise -> VAE decode -> BigVGAN -> waveform."""
+    from mmaudio.model.networks import MMAudio
+    ctx.seed_all(offset)
+    mode = "16k"
+    vcfg = _vae_cfg(mode, t)
+    net = MMAudio(**dict(_dit_cfg(t, False), latent_dim=vcfg["embed_dim"]))
+    _randomize(net)
+    vae, vae_w = _build_vae(mode, vcfg["hidden_dim"], vcfg["embed_dim"])
+    h = _bigvgan_h(t, "bigvgan", vcfg["data_dim"], False)
+    voc, voc_w = _build_bigvgan(h, False)
+    x1 = torch.randn(t["batch"], t["vae"]["latent_len"], vcfg["embed_dim"])
+    z = net.unnormalize(x1.clone())
+    mel = vae.decode(z.transpose(1, 2))
+    audio = voc(mel)
+    weights = dict(latent_mean=net.latent_mean.data.clone(), latent_std=net.latent_std.data.clone())
+    weights.update({f"vae.{k}": v for k, v in vae_w.items()})
+    weights.update({f"vocoder.{k}": v for k, v in voc_w.items()})
+    ctx.save_fixture("chain_tiny_16k", "chain", weights, dict(x1=x1), dict(mel=mel, audio=audio),
+                     dict(vae=vcfg, vocoder=dict(h, use_tanh_at_final=True, use_bias_at_final=True)))
 
 
 def fixtures(ctx):
-    pass
+    t = TINY[ctx.config]
+    bs = t["batch"]
+    v1, v2 = _dit_cfg(t, False), _dit_cfg(t, True)
+    _dit_fixture(ctx, "mmaudio_tiny", v1, bs, offset=1)
+    _dit_fixture(ctx, "mmaudio_tiny_v2", v2, bs, offset=2)
+    _dit_fixture(ctx, "mmaudio_tiny_resized", v1, bs, resize=t["resized"], offset=3)
+    _sampler_fixture(ctx, "sampler_tiny", v1, bs, t["steps"], 4.5, negative=False, offset=4)
+    _sampler_fixture(ctx, "sampler_tiny_v2_negative", v2, bs, t["steps"], 3.0, negative=True,
+                     resize=t["resized"], offset=5)
+    _sampler_fixture(ctx, "sampler_tiny_nocfg", v2, 1, 2, 0.5, negative=False, offset=6)
+    _vae_fixture(ctx, "vae_tiny_16k", "16k", t, offset=7)
+    _vae_fixture(ctx, "vae_tiny_44k", "44k", t, offset=8)
+    _bigvgan_fixture(ctx, "bigvgan_tiny_16k", "bigvgan", 80, False, t, offset=9, legacy=True)
+    _bigvgan_fixture(ctx, "bigvgan_v2_tiny_44k", "bigvgan_v2", 128, True, t, offset=10, legacy=False)
+    _norm_fixture(ctx, t, offset=11)
+    _chain_fixture(ctx, t, offset=12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Manifests of the real checkpoints (meta device: no weights needed)
 
 
 def manifests(ctx):
-    pass
+    from mmaudio.ext.autoencoder.vae import get_my_vae
+    from mmaudio.model.networks import get_my_mmaudio
+    from mmaudio.ext.bigvgan.models import BigVGANVocoder
+    from mmaudio.ext.bigvgan_v2.bigvgan import BigVGAN as BigVGANv2
+    from mmaudio.ext.bigvgan_v2.env import AttrDict
+    ref = ctx.ref_path / "mmaudio/ext/bigvgan/bigvgan_vocoder.yml"
+    with torch.device("meta"):
+        for name in NETWORKS:
+            net = get_my_mmaudio(name)
+            cfg = dict(name=name, latent_dim=net.latent_dim, hidden_dim=net.hidden_dim, num_heads=net.num_heads,
+                       depth=len(net.joint_blocks) + len(net.fused_blocks), fused_depth=len(net.fused_blocks),
+                       latent_seq_len=net.latent_seq_len, clip_seq_len=net.clip_seq_len,
+                       sync_seq_len=net.sync_seq_len, v2=net.v2)
+            ctx.save_manifest(f"mmaudio_{name}", f"weights/mmaudio_{name}.pth", cfg, net.state_dict())
+        for mode, ckpt in (("16k", "v1-16.pth"), ("44k", "v1-44.pth")):
+            vae = get_my_vae(mode)
+            ctx.save_manifest(f"vae_{mode}", f"ext_weights/{ckpt}", dict(mode=mode), vae.state_dict())
+        h = OmegaConf.load(ref)
+        voc = BigVGANVocoder(h)
+        ctx.save_manifest("bigvgan_16k", "ext_weights/best_netG.pt ['generator']",
+                          dict(OmegaConf.to_container(h), note="weight norm: parametrizations.weight.original0/1"
+                               " or legacy weight_g/weight_v"), voc.state_dict())
+        voc2 = BigVGANv2(AttrDict(dict(BIGVGAN_V2_44K)), use_cuda_kernel=False)
+        ctx.save_manifest("bigvgan_v2_44k", "nvidia/bigvgan_v2_44khz_128band_512x bigvgan_generator.pt ['generator']",
+                          dict(BIGVGAN_V2_44K), voc2.state_dict())
