@@ -1,0 +1,25 @@
+//! Maps errors to one line on stderr and an exit code.
+
+use std::process::ExitCode;
+
+use foley_media::MediaError;
+
+/// Exit code for a problem with the user's input (bad file, bad argument).
+pub const USER_ERROR: u8 = 2;
+
+/// Prints `error: <reason>` on one line and returns 2 for user-caused failures, 1 otherwise.
+pub fn report(e: &anyhow::Error) -> ExitCode {
+    let line = format!("{e:#}").replace('\n', " ");
+    eprintln!("error: {line}");
+    ExitCode::from(if is_user_error(e) { USER_ERROR } else { 1 })
+}
+
+fn is_user_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| match c.downcast_ref::<MediaError>() {
+        Some(MediaError::Input(_) | MediaError::Invalid(_) | MediaError::Io { .. } | MediaError::Wav { .. }) => {
+            true
+        }
+        Some(_) => false,
+        None => c.downcast_ref::<foley_media::InputError>().is_some(),
+    })
+}
