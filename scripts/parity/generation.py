@@ -55,7 +55,8 @@ def _randomize(module, skip=()):
     """Replaces every parameter and float buffer (except `skip` and fixed filters) with seeded random values:
     the reference zero-initialises adaLN and output layers, which would make the parity test vacuous."""
     with torch.no_grad():
-        for name, p in list(module.named_parameters()) + list(module.named_buffers()):
+        # only what a checkpoint holds: non-persistent buffers (RoPE tables, t_embed.freqs) stay computed
+        for name, p in module.state_dict(keep_vars=True).items():
             if name in skip or name.endswith("filter") or not p.is_floating_point():
                 continue
             if name.endswith("norm.weight") or name.endswith("latent_std"):

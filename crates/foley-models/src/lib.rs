@@ -2,6 +2,15 @@
 //! CLIP and Synchformer conditioning encoders) and the loading of their official weights.
 //! Knows nothing of videos or ffmpeg: inputs are tensors.
 
+// Generation side (issue 4): MM-DiT, sampler, VAE decoder, vocoders, weight loading
+pub mod error;
+pub mod mel;
+pub mod mmaudio;
+pub mod mmaudio_layers;
+pub mod sampler;
+
+pub use error::{Error, Result};
+
 // Conditioning encoders (issue 5)
 pub mod clip_text_clean;
 pub mod clip_tokenizer;

@@ -1,0 +1,137 @@
+//! Parity of the generation side against the PyTorch reference (fixtures from `scripts/gen_parity.py`):
+//! MM-DiT, sampler, VAE decoder, BigVGAN v1/v2, latent/mel normalisation and the latent → waveform chain.
+//! Every fixture directory whose meta.json names a module below is checked; shapes and configs come from
+//! meta.json, so other seeds and tiny shapes (`--seed`, `--config tiny2`) work unchanged.
+
+mod common;
+
+use candle_core::Device;
+use common::{assert_close, fixtures, Fixture};
+use foley_models::mmaudio::{Config as DitConfig, MMAudio};
+use foley_models::sampler::FlowMatching;
+
+fn found(module: &str) -> Vec<Fixture> {
+    let fx = fixtures(module);
+    if fx.is_empty() {
+        assert!(
+            std::env::var_os("FOLEY_PARITY_DIR").is_some(),
+            "no `{module}` fixture under {}",
+            common::parity_dir().display()
+        );
+        eprintln!("no `{module}` fixture in $FOLEY_PARITY_DIR; skipped");
+    }
+    fx
+}
+
+fn name(f: &Fixture) -> String {
+    f.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn seq_len(f: &Fixture, which: &str) -> usize {
+    f.meta["seq_lens"][which].as_u64().unwrap_or_else(|| panic!("{}: no seq_lens.{which}", name(f))) as usize
+}
+
+#[test]
+fn mmaudio_forward_matches_reference() {
+    for f in found("mmaudio") {
+        let cfg: DitConfig = f.config();
+        let net = MMAudio::new(f.vb(), &cfg).unwrap();
+        let (tol, n) = (f.tolerance(), name(&f));
+        let latent = f.input("latent");
+        let lat_len = latent.dim(1).unwrap();
+        let cond = net
+            .preprocess_conditions(f.input("clip_f"), f.input("sync_f"), f.input("text_f"), lat_len)
+            .unwrap();
+        assert_close(&format!("{n} cond.clip_f"), &cond.clip_f, f.output("cond_clip_f"), tol);
+        assert_close(&format!("{n} cond.sync_f"), &cond.sync_f, f.output("cond_sync_f"), tol);
+        assert_close(&format!("{n} cond.text_f"), &cond.text_f, f.output("cond_text_f"), tol);
+        assert_close(&format!("{n} cond.clip_f_c"), &cond.clip_f_c, f.output("cond_clip_f_c"), tol);
+        assert_close(&format!("{n} cond.text_f_c"), &cond.text_f_c, f.output("cond_text_f_c"), tol);
+
+        let (lrot, crot) = net.rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &Device::Cpu).unwrap();
+        let want = f.output("latent_rot"); // (1, N, D/2, 2, 2): [[cos, -sin], [sin, cos]]
+        let cos = want.narrow(3, 0, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
+        let sin = want.narrow(3, 1, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
+        assert_close(&format!("{n} latent_rot cos"), &lrot.cos.flatten_all().unwrap(), &cos, tol);
+        assert_close(&format!("{n} latent_rot sin"), &lrot.sin.flatten_all().unwrap(), &sin, tol);
+        let want = f.output("clip_rot");
+        let sin = want.narrow(3, 1, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
+        assert_close(&format!("{n} clip_rot sin"), &crot.sin.flatten_all().unwrap(), &sin, tol);
+
+        let t = f.input("t");
+        let flow = net.predict_flow(latent, t, &cond).unwrap();
+        assert_close(&format!("{n} flow"), &flow, f.output("flow"), tol);
+        let full = net.forward(latent, f.input("clip_f"), f.input("sync_f"), f.input("text_f"), t).unwrap();
+        assert_close(&format!("{n} forward"), &full, f.output("flow"), tol);
+
+        let bs = latent.dim(0).unwrap();
+        let (nc, ns) = (seq_len(&f, "clip"), seq_len(&f, "sync"));
+        let empty = net.empty_conditions(bs, lat_len, nc, ns, None).unwrap();
+        let flow = net.predict_flow(latent, t, &empty).unwrap();
+        assert_close(&format!("{n} flow(empty)"), &flow, f.output("flow_empty"), tol);
+        let neg = net.empty_conditions(bs, lat_len, nc, ns, Some(f.input("negative_text_f"))).unwrap();
+        let flow = net.predict_flow(latent, t, &neg).unwrap();
+        assert_close(&format!("{n} flow(negative)"), &flow, f.output("flow_negative"), tol);
+    }
+}
+
+#[test]
+fn sampler_matches_reference() {
+    for f in found("sampler") {
+        let cfg: DitConfig = f.config();
+        let net = MMAudio::new(f.vb(), &cfg).unwrap();
+        let n = name(&f);
+        let steps = f.meta["num_steps"].as_u64().unwrap() as usize;
+        let cfg_strength = f.meta["cfg_strength"].as_f64().unwrap();
+        let x0 = f.input("x0");
+        let (bs, lat_len) = (x0.dim(0).unwrap(), x0.dim(1).unwrap());
+        let (clip_f, sync_f) = (f.input("clip_f"), f.input("sync_f"));
+        let cond = net.preprocess_conditions(clip_f, sync_f, f.input("text_f"), lat_len).unwrap();
+        let neg = f.inputs.get("negative_text_f");
+        let uncond = net
+            .empty_conditions(bs, lat_len, clip_f.dim(1).unwrap(), sync_f.dim(1).unwrap(), neg)
+            .unwrap();
+        let mut seen = Vec::new();
+        let x1 = FlowMatching::new(steps)
+            .to_data(&net, x0, &cond, &uncond, cfg_strength, &mut |s| seen.push(s.step), &|| false)
+            .unwrap();
+        assert_eq!(seen, (1..=steps).collect::<Vec<_>>(), "{n}: one progress call per step");
+        assert_close(&format!("{n} x1"), &x1, f.output("x1"), f.tolerance());
+        let audio_latent = net.unnormalize(&x1).unwrap();
+        assert_close(&format!("{n} unnormalized"), &audio_latent, f.output("unnormalized"), f.tolerance());
+
+        // cancellation is checked before every step
+        let calls = std::cell::Cell::new(0);
+        let err = FlowMatching::new(steps)
+            .to_data(&net, x0, &cond, &uncond, cfg_strength, &mut |_| {}, &|| {
+                calls.set(calls.get() + 1);
+                calls.get() > 1
+            })
+            .unwrap_err();
+        assert!(matches!(err, foley_models::Error::Cancelled), "{n}: {err}");
+    }
+}
+
+#[test]
+fn latent_normalization_matches_reference() {
+    for f in found("norm") {
+        let n = name(&f);
+        let (mean, std) = (&f.weights["latent_mean"], &f.weights["latent_std"]);
+        let x = f.input("latent");
+        let latent = foley_models::mel::LatentStats::new(mean.clone(), std.clone()).unwrap();
+        assert_close(&format!("{n} latent normalize"), &latent.normalize(x).unwrap(), f.output("normalized"), f.tolerance());
+        assert_close(&format!("{n} latent unnormalize"), &latent.unnormalize(x).unwrap(), f.output("unnormalized"), f.tolerance());
+        for mode in ["16k", "44k"] {
+            let stats = foley_models::mel::MelStats::new(
+                f.weights[&format!("vae_{mode}.data_mean")].clone(),
+                f.weights[&format!("vae_{mode}.data_std")].clone(),
+            )
+            .unwrap();
+            let m = f.input(&format!("mel_{mode}"));
+            let want = f.output(&format!("mel_{mode}_normalized"));
+            assert_close(&format!("{n} mel {mode} normalize"), &stats.normalize(m).unwrap(), want, f.tolerance());
+            let want = f.output(&format!("mel_{mode}_unnormalized"));
+            assert_close(&format!("{n} mel {mode} unnormalize"), &stats.unnormalize(m).unwrap(), want, f.tolerance());
+        }
+    }
+}
