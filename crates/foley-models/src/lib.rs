@@ -8,6 +8,7 @@ pub mod mel;
 pub mod mmaudio;
 pub mod mmaudio_layers;
 pub mod sampler;
+pub mod vae;
 
 pub use error::{Error, Result};
 

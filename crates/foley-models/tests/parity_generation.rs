@@ -135,3 +135,17 @@ fn latent_normalization_matches_reference() {
         }
     }
 }
+
+#[test]
+fn vae_decoder_matches_reference() {
+    use foley_models::vae::{Config, VaeDecoder};
+    for f in found("vae_decoder") {
+        let n = name(&f);
+        let cfg: Config = f.config();
+        let vae = VaeDecoder::new(f.vb(), &cfg).unwrap();
+        let z = f.input("z");
+        let got = vae.decode_normalized(z).unwrap();
+        assert_close(&format!("{n} decoder (normalised mel)"), &got, f.output("mel_normalized"), f.tolerance());
+        assert_close(&format!("{n} decode (mel)"), &vae.decode(z).unwrap(), f.output("mel"), f.tolerance());
+    }
+}
