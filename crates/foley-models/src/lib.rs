@@ -13,5 +13,8 @@ pub mod vae;
 pub use error::{Error, Result};
 
 // Conditioning encoders (issue 5)
+pub mod clip;
 pub mod clip_text_clean;
 pub mod clip_tokenizer;
+pub mod preprocess;
+pub mod vit_layers;

@@ -6,6 +6,7 @@ mod common;
 
 use candle_core::{DType, Tensor};
 use foley_models::clip_tokenizer::ClipTokenizer;
+use foley_models::{clip, preprocess};
 
 #[test]
 fn clip_tokenizer_ids_match_open_clip() {
@@ -29,7 +30,34 @@ fn clip_tokenizer_ids_match_open_clip() {
     }
 }
 
-#[allow(dead_code)]
-fn u8_to_unit(x: &Tensor) -> Tensor {
-    x.to_dtype(DType::F32).unwrap()
+/// `[B, T, ...]` -> `[B * T, ...]`.
+fn flatten_bt(x: &Tensor) -> Tensor {
+    x.flatten(0, 1).unwrap()
+}
+
+#[test]
+fn clip_vision_matches_open_clip() {
+    for fx in common::fixtures("clip_vision") {
+        let cfg: clip::Config = fx.config();
+        let model = clip::ClipVisionTransformer::new(fx.vb().pp("visual"), &cfg).expect("load");
+        let frames = fx.input("frames_u8");
+        let (b, t) = (frames.dim(0).unwrap(), frames.dim(1).unwrap());
+        let x = preprocess::to_normalized(&flatten_bt(frames), preprocess::CLIP_MEAN, preprocess::CLIP_STD).unwrap();
+        let got = model.forward(&x).unwrap().reshape((b, t, ())).unwrap();
+        common::assert_close(&format!("clip_vision {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
+        // chunked encoding gives the same features
+        let chunked = model.forward_chunked(&x, 1).unwrap().reshape((b, t, ())).unwrap();
+        common::assert_close("clip_vision chunked", &chunked, fx.output("features"), fx.tolerance());
+    }
+}
+
+#[test]
+fn clip_text_matches_open_clip() {
+    for fx in common::fixtures("clip_text") {
+        let cfg: clip::Config = fx.config();
+        let model = clip::ClipTextTransformer::new(fx.vb(), &cfg).expect("load");
+        let tokens = fx.input("tokens").to_dtype(DType::U32).unwrap();
+        let got = model.forward(&tokens).unwrap();
+        common::assert_close(&format!("clip_text {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
+    }
 }
