@@ -3,12 +3,15 @@
 //! Knows nothing of videos or ffmpeg: inputs are tensors.
 
 // Generation side (issue 4): MM-DiT, sampler, VAE decoder, vocoders, weight loading
+pub mod alias_free;
+pub mod bigvgan;
 pub mod error;
 pub mod mel;
 pub mod mmaudio;
 pub mod mmaudio_layers;
 pub mod sampler;
 pub mod vae;
+pub mod weights;
 
 pub use error::{Error, Result};
 

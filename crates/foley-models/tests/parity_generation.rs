@@ -149,3 +149,34 @@ fn vae_decoder_matches_reference() {
         assert_close(&format!("{n} decode (mel)"), &vae.decode(z).unwrap(), f.output("mel"), f.tolerance());
     }
 }
+
+#[test]
+fn bigvgan_matches_reference() {
+    use foley_models::bigvgan::{BigVGAN, Config};
+    for f in found("bigvgan") {
+        let n = format!("{} ({} keys)", name(&f), f.meta["weight_norm_keys"].as_str().unwrap_or("?"));
+        let cfg: Config = f.config();
+        let voc = BigVGAN::new(f.vb(), &cfg).unwrap();
+        let got = voc.forward(f.input("mel")).unwrap();
+        assert_close(&format!("{n} audio"), &got, f.output("audio"), f.tolerance());
+    }
+}
+
+#[test]
+fn latent_to_waveform_chain_matches_reference() {
+    use foley_models::{bigvgan, mel::LatentStats, vae};
+    for f in found("chain") {
+        let n = name(&f);
+        let vae_cfg: vae::Config = serde_json::from_value(f.meta["config"]["vae"].clone()).unwrap();
+        let voc_cfg: bigvgan::Config = serde_json::from_value(f.meta["config"]["vocoder"].clone()).unwrap();
+        let vb = f.vb();
+        let stats = LatentStats::new(f.weights["latent_mean"].clone(), f.weights["latent_std"].clone()).unwrap();
+        let decoder = vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg).unwrap();
+        let vocoder = bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg).unwrap();
+        let z = stats.unnormalize(f.input("x1")).unwrap();
+        let mel = decoder.decode_latents(&z).unwrap();
+        assert_close(&format!("{n} mel"), &mel, f.output("mel"), f.tolerance());
+        let audio = vocoder.forward(&mel).unwrap();
+        assert_close(&format!("{n} audio"), &audio, f.output("audio"), f.tolerance());
+    }
+}
