@@ -20,4 +20,5 @@ pub mod clip;
 pub mod clip_text_clean;
 pub mod clip_tokenizer;
 pub mod preprocess;
+pub mod synchformer;
 pub mod vit_layers;

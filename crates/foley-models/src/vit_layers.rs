@@ -31,12 +31,22 @@ pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 /// `softmax(q k^T) v` over `[..., L, d]` tensors, `q` already scaled; `mask` is added to the scores.
 /// The one attention path of the encoders (a fused kernel can replace it here).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-    let scores = q.matmul(&k.t()?)?;
+    // batch dimensions flattened to one: candle's CPU matmul takes at most two of them
+    let dims = q.dims().to_vec();
+    let rank = dims.len();
+    let flat = |t: &Tensor| -> Result<Tensor> {
+        let d = t.dims();
+        t.reshape((d[..rank - 2].iter().product::<usize>(), d[rank - 2], d[rank - 1]))
+    };
+    let scores = flat(q)?.matmul(&flat(k)?.t()?)?;
     let scores = match mask {
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
+    let out = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&flat(v)?)?;
+    let mut out_dims = dims;
+    out_dims[rank - 1] = v.dim(rank - 1)?;
+    out.reshape(out_dims)
 }
 
 /// Splits a fused `[B, L, 3 * H * d]` projection into contiguous `q, k, v` of `[B, H, L, d]`.

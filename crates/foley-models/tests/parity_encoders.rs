@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{DType, Tensor};
 use foley_models::clip_tokenizer::ClipTokenizer;
-use foley_models::{clip, preprocess};
+use foley_models::{clip, preprocess, synchformer};
 
 #[test]
 fn clip_tokenizer_ids_match_open_clip() {
@@ -59,5 +59,23 @@ fn clip_text_matches_open_clip() {
         let tokens = fx.input("tokens").to_dtype(DType::U32).unwrap();
         let got = model.forward(&tokens).unwrap();
         common::assert_close(&format!("clip_text {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
+    }
+}
+
+#[test]
+fn synchformer_matches_reference() {
+    for fx in common::fixtures("synchformer") {
+        let cfg: synchformer::Config = fx.config();
+        let model = synchformer::Synchformer::new(fx.vb(), &cfg).expect("load");
+        let frames = fx.input("frames_u8");
+        let dims = frames.dims().to_vec();
+        let x = preprocess::to_normalized(&flatten_bt(frames), preprocess::SYNC_MEAN, preprocess::SYNC_STD)
+            .unwrap()
+            .reshape(dims)
+            .unwrap();
+        let what = format!("synchformer {}", fx.dir.display());
+        common::assert_close(&what, &model.encode_video(&x, 0).unwrap(), fx.output("features"), fx.tolerance());
+        let chunked = model.encode_video(&x, 1).unwrap();
+        common::assert_close("synchformer chunked", &chunked, fx.output("features"), fx.tolerance());
     }
 }
