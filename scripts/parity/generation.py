@@ -102,7 +102,7 @@ def _dit_inputs(cfg, bs, lat_len, clip_len, sync_len):
 
 
 @torch.no_grad()
-def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0):
+def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0, pth=False):
     ctx.seed_all(offset)
     net = _build_dit(cfg)
     weights = _sd(net)
@@ -122,8 +122,14 @@ def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0):
     outputs = dict(flow=flow, flow_empty=flow_empty, flow_negative=flow_neg, cond_clip_f=cond.clip_f,
                    cond_sync_f=cond.sync_f, cond_text_f=cond.text_f, cond_clip_f_c=cond.clip_f_c,
                    cond_text_f_c=cond.text_f_c, latent_rot=net.latent_rot, clip_rot=net.clip_rot)
+    extra = {}
+    if pth:
+        # as weights/mmaudio_*.pth: a plain state dict; older files also carry the recomputed buffers
+        sd = dict(weights, **{"t_embed.freqs": net.t_embed.freqs, "latent_rot": net.latent_rot,
+                              "clip_rot": net.clip_rot})
+        extra["checkpoint"] = _save_pth(ctx, name, sd, None)
     ctx.save_fixture(name, "mmaudio", weights, x, outputs, cfg,
-                     seq_lens=dict(latent=lens[0], clip=lens[1], sync=lens[2]))
+                     seq_lens=dict(latent=lens[0], clip=lens[1], sync=lens[2]), **extra)
 
 
 @torch.no_grad()
@@ -155,6 +161,15 @@ def _sampler_fixture(ctx, name, cfg, bs, steps, cfg_strength, negative, resize=N
 
 # ---------------------------------------------------------------------------------------------------------------
 # VAE, BigVGAN, normalisation, chain
+
+
+def _save_pth(ctx, name, state_dict, nested_key):
+    """Writes <fixture>/checkpoint.pth with torch.save, as the official checkpoints are written."""
+    d = ctx.out / name
+    d.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
+    torch.save({nested_key: sd} if nested_key else sd, d / "checkpoint.pth")
+    return dict(file="checkpoint.pth", nested_key=nested_key)
 
 
 def _build_vae(mode, hidden_dim, embed_dim):
@@ -218,7 +233,7 @@ def _legacy_weight_norm(weights):
 
 
 @torch.no_grad()
-def _bigvgan_fixture(ctx, name, key, num_mels, v2, t, offset, legacy):
+def _bigvgan_fixture(ctx, name, key, num_mels, v2, t, offset, legacy, pth=False):
     ctx.seed_all(offset)
     h = _bigvgan_h(t, key, num_mels, v2)
     net, weights = _build_bigvgan(h, v2)
@@ -228,8 +243,11 @@ def _bigvgan_fixture(ctx, name, key, num_mels, v2, t, offset, legacy):
     wav = net(mel)
     cfg = dict(h, use_tanh_at_final=h.get("use_tanh_at_final", True),
                use_bias_at_final=h.get("use_bias_at_final", True))
+    extra = {}
+    if pth:  # as best_netG.pt: {'generator': state_dict}
+        extra["checkpoint"] = _save_pth(ctx, name, weights, "generator")
     ctx.save_fixture(name, "bigvgan", weights, dict(mel=mel), dict(audio=wav), cfg, v2=v2,
-                     weight_norm_keys="weight_g/weight_v" if legacy else "parametrizations")
+                     weight_norm_keys="weight_g/weight_v" if legacy else "parametrizations", **extra)
 
 
 @torch.no_grad()
@@ -285,7 +303,7 @@ def fixtures(ctx):
     t = TINY[ctx.config]
     bs = t["batch"]
     v1, v2 = _dit_cfg(t, False), _dit_cfg(t, True)
-    _dit_fixture(ctx, "mmaudio_tiny", v1, bs, offset=1)
+    _dit_fixture(ctx, "mmaudio_tiny", v1, bs, offset=1, pth=True)
     _dit_fixture(ctx, "mmaudio_tiny_v2", v2, bs, offset=2)
     _dit_fixture(ctx, "mmaudio_tiny_resized", v1, bs, resize=t["resized"], offset=3)
     _sampler_fixture(ctx, "sampler_tiny", v1, bs, t["steps"], 4.5, negative=False, offset=4)
@@ -294,7 +312,7 @@ def fixtures(ctx):
     _sampler_fixture(ctx, "sampler_tiny_nocfg", v2, 1, 2, 0.5, negative=False, offset=6)
     _vae_fixture(ctx, "vae_tiny_16k", "16k", t, offset=7)
     _vae_fixture(ctx, "vae_tiny_44k", "44k", t, offset=8)
-    _bigvgan_fixture(ctx, "bigvgan_tiny_16k", "bigvgan", 80, False, t, offset=9, legacy=True)
+    _bigvgan_fixture(ctx, "bigvgan_tiny_16k", "bigvgan", 80, False, t, offset=9, legacy=True, pth=True)
     _bigvgan_fixture(ctx, "bigvgan_v2_tiny_44k", "bigvgan_v2", 128, True, t, offset=10, legacy=False)
     _norm_fixture(ctx, t, offset=11)
     _chain_fixture(ctx, t, offset=12)
