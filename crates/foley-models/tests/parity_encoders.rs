@@ -79,3 +79,50 @@ fn synchformer_matches_reference() {
         common::assert_close("synchformer chunked", &chunked, fx.output("features"), fx.tolerance());
     }
 }
+
+/// Exact comparison of u8 images; returns (differing values, max difference).
+fn u8_mismatch(got: &Tensor, want: &Tensor) -> (usize, i32) {
+    assert_eq!(got.dims(), want.dims(), "shape mismatch");
+    let g = got.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let w = want.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    g.iter().zip(&w).fold((0, 0), |(n, m), (a, b)| {
+        let d = (i32::from(*a) - i32::from(*b)).abs();
+        (n + usize::from(d != 0), m.max(d))
+    })
+}
+
+#[test]
+fn preprocessing_matches_load_video() {
+    for fx in common::fixtures("preprocess") {
+        let name = fx.dir.display().to_string();
+        let (clip_in, sync_in) = (fx.input("clip_chunk"), fx.input("sync_chunk"));
+        for (what, got, want) in [
+            ("clip resize", preprocess::clip_resize(clip_in).unwrap(), fx.output("clip_u8")),
+            ("sync resize+crop", preprocess::sync_resize(sync_in).unwrap(), fx.output("sync_u8")),
+        ] {
+            let got = got.narrow(0, 0, want.dim(0).unwrap()).unwrap();
+            let (n, max) = u8_mismatch(&got, want);
+            eprintln!("parity preprocess {what} {name}: {n} of {} u8 values differ (max {max})", want.elem_count());
+            assert_eq!(n, 0, "{what} {name}: {n} values differ, max {max}");
+        }
+        // f32 frames in [0, 1] give the same result
+        let as_f32 = (clip_in.to_dtype(DType::F32).unwrap() / 255.0).unwrap();
+        let (n, _) = u8_mismatch(&preprocess::clip_resize(&as_f32).unwrap(), &preprocess::clip_resize(clip_in).unwrap());
+        assert_eq!(n, 0, "f32 input");
+        if fx.weights.is_empty() {
+            continue;
+        }
+        // the same decoded frames through both encoders
+        let vb = fx.vb();
+        let ccfg: clip::Config = serde_json::from_value(fx.meta["config"]["clip"].clone()).unwrap();
+        let clip_model = clip::ClipVisionTransformer::new(vb.pp("clip").pp("visual"), &ccfg).unwrap();
+        let feats = clip_model.forward(&preprocess::clip_frames(clip_in).unwrap()).unwrap().unsqueeze(0).unwrap();
+        common::assert_close(&format!("preprocess+clip {name}"), &feats, fx.output("clip_features"), fx.tolerance());
+        let scfg: synchformer::Config = serde_json::from_value(fx.meta["config"]["sync"].clone()).unwrap();
+        let sync_model = synchformer::Synchformer::new(vb.pp("synchformer"), &scfg).unwrap();
+        let x = preprocess::sync_frames(sync_in).unwrap().unsqueeze(0).unwrap();
+        let feats = sync_model.encode_video(&x, 0).unwrap();
+        common::assert_close(&format!("preprocess+synchformer {name}"), &feats, fx.output("sync_features"),
+                             fx.tolerance());
+    }
+}
