@@ -40,7 +40,7 @@ TINY = {
                   text=dict(context_length=77, vocab_size=700, width=16, heads=2, layers=3)),
         clip_frames=3, text_batch=2,
         sync=dict(embed_dim=24, num_heads=3, depth=1, patch_size=32), sync_frames=32,
-        video=dict(height=57, width=41, clip_frames=5, sync_frames=17, keep=1),
+        video=dict(height=57, width=41, clip_frames=7, sync_frames=17, keep=1),
         down=dict(height=301, width=233)),
 }
 
