@@ -32,7 +32,10 @@ impl Snake {
         let alpha = load("alpha")?;
         let b = if beta { load("beta")? } else { alpha.clone() };
         let inv_beta = (b + NO_DIV_BY_ZERO)?.recip()?;
-        Ok(Self { alpha: alpha.reshape((1, channels, 1))?, inv_beta: inv_beta.reshape((1, channels, 1))? })
+        Ok(Self {
+            alpha: alpha.reshape((1, channels, 1))?,
+            inv_beta: inv_beta.reshape((1, channels, 1))?,
+        })
     }
 }
 
@@ -61,7 +64,10 @@ pub struct UpSample1d {
 
 impl UpSample1d {
     pub fn new(ratio: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { filter: filter(&vb, "filter")?, ratio })
+        Ok(Self {
+            filter: filter(&vb, "filter")?,
+            ratio,
+        })
     }
 }
 
@@ -87,7 +93,10 @@ pub struct DownSample1d {
 
 impl DownSample1d {
     pub fn new(ratio: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { filter: filter(&vb, "lowpass.filter")?, ratio })
+        Ok(Self {
+            filter: filter(&vb, "lowpass.filter")?,
+            ratio,
+        })
     }
 }
 

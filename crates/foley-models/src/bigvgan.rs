@@ -91,8 +91,17 @@ struct WnConv1d {
 impl WnConv1d {
     fn new(i: usize, o: usize, k: usize, dilation: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let w = weight_norm_weight(&vb, (o, i, k))?;
-        let b = if bias { Some(vb.get(o, "bias")?.reshape((1, o, 1))?) } else { None };
-        Ok(Self { w, b, pad: (k * dilation - dilation) / 2, dilation })
+        let b = if bias {
+            Some(vb.get(o, "bias")?.reshape((1, o, 1))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            w,
+            b,
+            pad: (k * dilation - dilation) / 2,
+            dilation,
+        })
     }
 }
 
@@ -120,13 +129,19 @@ impl WnConvTranspose1d {
         if k < u {
             return Err(Error::BadConfig(format!("bigvgan: upsample kernel {k} < rate {u}")));
         }
-        Ok(Self { w: weight_norm_weight(&vb, (i, o, k))?, b: vb.get(o, "bias")?.reshape((1, o, 1))?, stride: u, pad: (k - u) / 2 })
+        Ok(Self {
+            w: weight_norm_weight(&vb, (i, o, k))?,
+            b: vb.get(o, "bias")?.reshape((1, o, 1))?,
+            stride: u,
+            pad: (k - u) / 2,
+        })
     }
 }
 
 impl Module for WnConvTranspose1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.conv_transpose1d(&self.w, self.pad, 0, self.stride, 1, 1)?.broadcast_add(&self.b)
+        x.conv_transpose1d(&self.w, self.pad, 0, self.stride, 1, 1)?
+            .broadcast_add(&self.b)
     }
 }
 
@@ -148,8 +163,14 @@ impl AmpBlock {
             "1" => {
                 // activations[::2] go with convs1, activations[1::2] with convs2
                 for (m, &d) in dilations.iter().enumerate() {
-                    convs.push((act(2 * m)?, WnConv1d::new(ch, ch, k, d, true, vb.pp(format!("convs1.{m}")))?));
-                    convs.push((act(2 * m + 1)?, WnConv1d::new(ch, ch, k, 1, true, vb.pp(format!("convs2.{m}")))?));
+                    convs.push((
+                        act(2 * m)?,
+                        WnConv1d::new(ch, ch, k, d, true, vb.pp(format!("convs1.{m}")))?,
+                    ));
+                    convs.push((
+                        act(2 * m + 1)?,
+                        WnConv1d::new(ch, ch, k, 1, true, vb.pp(format!("convs2.{m}")))?,
+                    ));
                 }
                 Ok(Self { convs, per_residual: 2 })
             }
@@ -196,7 +217,9 @@ impl BigVGAN {
             || cfg.resblock_kernel_sizes.len() != cfg.resblock_dilation_sizes.len()
             || cfg.resblock_kernel_sizes.is_empty()
         {
-            return Err(Error::BadConfig("bigvgan: inconsistent upsample / resblock lists".into()));
+            return Err(Error::BadConfig(
+                "bigvgan: inconsistent upsample / resblock lists".into(),
+            ));
         }
         if !matches!(cfg.activation.as_str(), "snake" | "snakebeta") {
             return Err(Error::BadConfig(format!("bigvgan: activation {:?}", cfg.activation)));
@@ -209,7 +232,12 @@ impl BigVGAN {
         for (i, (&u, &k)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
             ch = c0 >> (i + 1);
             ups.push(WnConvTranspose1d::new(c0 >> i, ch, k, u, vb.pp(format!("ups.{i}.0")))?);
-            for (j, (&k, d)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilation_sizes).enumerate() {
+            for (j, (&k, d)) in cfg
+                .resblock_kernel_sizes
+                .iter()
+                .zip(&cfg.resblock_dilation_sizes)
+                .enumerate()
+            {
                 let idx = i * cfg.resblock_kernel_sizes.len() + j;
                 resblocks.push(AmpBlock::new(cfg, ch, k, d, vb.pp(format!("resblocks.{idx}")))?);
             }
@@ -233,7 +261,10 @@ impl BigVGAN {
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
         let (_, c, _) = mel.dims3()?;
         if c != self.cfg.num_mels {
-            return Err(Error::BadInput(format!("bigvgan: {c} mel bins, expected {}", self.cfg.num_mels)));
+            return Err(Error::BadInput(format!(
+                "bigvgan: {c} mel bins, expected {}",
+                self.cfg.num_mels
+            )));
         }
         let nk = self.cfg.resblock_kernel_sizes.len();
         let mut x = self.conv_pre.forward(mel)?;
@@ -246,6 +277,10 @@ impl BigVGAN {
             x = (xs / nk as f64)?;
         }
         let x = self.conv_post.forward(&self.activation_post.forward(&x)?)?;
-        Ok(if self.cfg.use_tanh_at_final { x.tanh()? } else { x.clamp(-1f32, 1f32)? })
+        Ok(if self.cfg.use_tanh_at_final {
+            x.tanh()?
+        } else {
+            x.clamp(-1f32, 1f32)?
+        })
     }
 }

@@ -23,9 +23,15 @@ impl LatentStats {
     pub fn new(mean: Tensor, std: Tensor) -> Result<Self> {
         let c = mean.elem_count();
         if std.elem_count() != c {
-            return Err(Error::Weights(format!("latent mean has {c} values, std {}", std.elem_count())));
+            return Err(Error::Weights(format!(
+                "latent mean has {c} values, std {}",
+                std.elem_count()
+            )));
         }
-        Ok(Self { mean: mean.reshape((1, 1, c))?, std: std.reshape((1, 1, c))? })
+        Ok(Self {
+            mean: mean.reshape((1, 1, c))?,
+            std: std.reshape((1, 1, c))?,
+        })
     }
     /// `(x - mean) / std`.
     pub fn normalize(&self, x: &Tensor) -> Result<Tensor> {
@@ -48,9 +54,15 @@ impl MelStats {
     pub fn new(mean: Tensor, std: Tensor) -> Result<Self> {
         let c = mean.elem_count();
         if std.elem_count() != c {
-            return Err(Error::Weights(format!("mel mean has {c} values, std {}", std.elem_count())));
+            return Err(Error::Weights(format!(
+                "mel mean has {c} values, std {}",
+                std.elem_count()
+            )));
         }
-        Ok(Self { mean: mean.reshape((1, c, 1))?, std: std.reshape((1, c, 1))? })
+        Ok(Self {
+            mean: mean.reshape((1, c, 1))?,
+            std: std.reshape((1, c, 1))?,
+        })
     }
     pub fn n_mels(&self) -> usize {
         self.mean.elem_count()

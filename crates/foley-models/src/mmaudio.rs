@@ -15,7 +15,9 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::mmaudio_layers::{selu, ChannelLastConv1d, FinalBlock, JointBlock, Rope, SingleBlock, SwiGlu, TimestepEmbedder};
+use crate::mmaudio_layers::{
+    selu, ChannelLastConv1d, FinalBlock, JointBlock, Rope, SingleBlock, SwiGlu, TimestepEmbedder,
+};
 
 /// Synchformer yields 8 feature frames per 16-frame segment; `sync_pos_emb` is per position in a segment.
 pub const SYNC_FRAMES_PER_SEGMENT: usize = 8;
@@ -84,7 +86,10 @@ impl Config {
         Self::base(14, 21, 14, 40, 345)
     }
     pub fn large_44k_v2() -> Self {
-        Self { v2: true, ..Self::base(14, 21, 14, 40, 345) }
+        Self {
+            v2: true,
+            ..Self::base(14, 21, 14, 40, 345)
+        }
     }
     /// The variant of a released checkpoint by name (`small_16k`, ..., `large_44k_v2`).
     pub fn by_name(name: &str) -> Option<Self> {
@@ -202,13 +207,23 @@ pub struct MMAudio {
 impl MMAudio {
     pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         if cfg.num_heads == 0 || cfg.hidden_dim % cfg.num_heads != 0 || cfg.head_dim() % 2 != 0 {
-            return Err(Error::BadConfig(format!("hidden_dim {} / heads {}", cfg.hidden_dim, cfg.num_heads)));
+            return Err(Error::BadConfig(format!(
+                "hidden_dim {} / heads {}",
+                cfg.hidden_dim, cfg.num_heads
+            )));
         }
         if cfg.fused_depth > cfg.depth {
-            return Err(Error::BadConfig(format!("fused_depth {} > depth {}", cfg.fused_depth, cfg.depth)));
+            return Err(Error::BadConfig(format!(
+                "fused_depth {} > depth {}",
+                cfg.fused_depth, cfg.depth
+            )));
         }
         let h = cfg.hidden_dim;
-        let (act, lin_act, lin_mlp) = if cfg.v2 { (Act::Silu, Act::Silu, "2") } else { (Act::Selu, Act::None, "1") };
+        let (act, lin_act, lin_mlp) = if cfg.v2 {
+            (Act::Silu, Act::Silu, "2")
+        } else {
+            (Act::Selu, Act::None, "1")
+        };
         let conv_proj = |i: usize, k_mlp: usize, vb: VarBuilder| -> Result<InputProj> {
             Ok(InputProj {
                 first: First::Conv(ChannelLastConv1d::new(i, h, 7, 3, true, vb.pp("0"))?),
@@ -233,10 +248,27 @@ impl MMAudio {
         };
         let n_joint = cfg.depth - cfg.fused_depth;
         let joint_blocks = (0..n_joint)
-            .map(|i| JointBlock::new(h, cfg.num_heads, cfg.mlp_ratio, i + 1 == n_joint, vb.pp(format!("joint_blocks.{i}"))))
+            .map(|i| {
+                JointBlock::new(
+                    h,
+                    cfg.num_heads,
+                    cfg.mlp_ratio,
+                    i + 1 == n_joint,
+                    vb.pp(format!("joint_blocks.{i}")),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let fused_blocks = (0..cfg.fused_depth)
-            .map(|i| SingleBlock::new(h, cfg.num_heads, cfg.mlp_ratio, false, 3, vb.pp(format!("fused_blocks.{i}"))))
+            .map(|i| {
+                SingleBlock::new(
+                    h,
+                    cfg.num_heads,
+                    cfg.mlp_ratio,
+                    false,
+                    3,
+                    vb.pp(format!("fused_blocks.{i}")),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             audio_input_proj: conv_proj(cfg.latent_dim, 7, vb.pp("audio_input_proj"))?,
@@ -265,27 +297,46 @@ impl MMAudio {
     }
 
     fn check(&self, what: &str, x: &Tensor, width: usize) -> Result<(usize, usize)> {
-        let (b, n, c) = x.dims3().map_err(|_| Error::BadInput(format!("{what}: expected (B, N, C), got {:?}", x.dims())))?;
+        let (b, n, c) = x
+            .dims3()
+            .map_err(|_| Error::BadInput(format!("{what}: expected (B, N, C), got {:?}", x.dims())))?;
         if c != width {
-            return Err(Error::BadInput(format!("{what}: width {c}, the network expects {width}")));
+            return Err(Error::BadInput(format!(
+                "{what}: width {c}, the network expects {width}"
+            )));
         }
         Ok((b, n))
     }
 
     /// The cacheable part (`preprocess_conditions`): `clip_f` `(B, Nc, clip_dim)`, `sync_f` `(B, Ns, sync_dim)`
     /// with `Ns` a multiple of 8, `text_f` `(B, Nt, text_dim)`; the sync tokens are upsampled to `latent_len`.
-    pub fn preprocess_conditions(&self, clip_f: &Tensor, sync_f: &Tensor, text_f: &Tensor, latent_len: usize) -> Result<Conditions> {
+    pub fn preprocess_conditions(
+        &self,
+        clip_f: &Tensor,
+        sync_f: &Tensor,
+        text_f: &Tensor,
+        latent_len: usize,
+    ) -> Result<Conditions> {
         let (b, _) = self.check("clip_f", clip_f, self.cfg.clip_dim)?;
         let (bs, ns) = self.check("sync_f", sync_f, self.cfg.sync_dim)?;
         let (bt, _) = self.check("text_f", text_f, self.cfg.text_dim)?;
         if bs != b || bt != b {
-            return Err(Error::BadInput(format!("batch sizes differ: clip {b}, sync {bs}, text {bt}")));
+            return Err(Error::BadInput(format!(
+                "batch sizes differ: clip {b}, sync {bs}, text {bt}"
+            )));
         }
         if ns == 0 || ns % SYNC_FRAMES_PER_SEGMENT != 0 {
-            return Err(Error::BadInput(format!("sync length {ns} is not a positive multiple of 8")));
+            return Err(Error::BadInput(format!(
+                "sync length {ns} is not a positive multiple of 8"
+            )));
         }
         let sync_f = sync_f
-            .reshape((b, ns / SYNC_FRAMES_PER_SEGMENT, SYNC_FRAMES_PER_SEGMENT, self.cfg.sync_dim))?
+            .reshape((
+                b,
+                ns / SYNC_FRAMES_PER_SEGMENT,
+                SYNC_FRAMES_PER_SEGMENT,
+                self.cfg.sync_dim,
+            ))?
             .broadcast_add(&self.sync_pos_emb)?
             .reshape((b, ns, self.cfg.sync_dim))?;
         let clip_f = self.clip_input_proj.forward(clip_f)?;
@@ -296,7 +347,13 @@ impl MMAudio {
         let sync_f = sync_f.index_select(&idx, 1)?;
         let clip_f_c = self.clip_cond_proj.forward(&clip_f.mean(1)?)?;
         let text_f_c = self.text_cond_proj.forward(&text_f.mean(1)?)?;
-        Ok(Conditions { clip_f, sync_f, text_f, clip_f_c, text_f_c })
+        Ok(Conditions {
+            clip_f,
+            sync_f,
+            text_f,
+            clip_f_c,
+            text_f_c,
+        })
     }
 
     /// RoPE of the audio latents and the aligned RoPE of the clip tokens for these lengths.
@@ -311,16 +368,31 @@ impl MMAudio {
     pub fn predict_flow(&self, latent: &Tensor, t: &Tensor, c: &Conditions) -> Result<Tensor> {
         let (_, n) = self.check("latent", latent, self.cfg.latent_dim)?;
         if c.sync_f.dim(1)? != n {
-            return Err(Error::BadInput(format!("conditions prepared for {} latents, got {n}", c.sync_f.dim(1)?)));
+            return Err(Error::BadInput(format!(
+                "conditions prepared for {} latents, got {n}",
+                c.sync_f.dim(1)?
+            )));
         }
         let (latent_rot, clip_rot) = self.rotations(n, c.clip_f.dim(1)?, latent.device())?;
         let mut latent = self.audio_input_proj.forward(latent)?;
         let global_c = self.global_cond_mlp.forward(&(&c.clip_f_c + &c.text_f_c)?)?;
-        let global_c = self.t_embed.forward(t)?.unsqueeze(1)?.broadcast_add(&global_c.unsqueeze(1)?)?; // (B, 1, D)
+        let global_c = self
+            .t_embed
+            .forward(t)?
+            .unsqueeze(1)?
+            .broadcast_add(&global_c.unsqueeze(1)?)?; // (B, 1, D)
         let extended_c = c.sync_f.broadcast_add(&global_c)?; // (B, N, D)
         let (mut clip_f, mut text_f) = (c.clip_f.clone(), c.text_f.clone());
         for block in &self.joint_blocks {
-            (latent, clip_f, text_f) = block.forward(&latent, &clip_f, &text_f, &global_c, &extended_c, &latent_rot, &clip_rot)?;
+            (latent, clip_f, text_f) = block.forward(
+                &latent,
+                &clip_f,
+                &text_f,
+                &global_c,
+                &extended_c,
+                &latent_rot,
+                &clip_rot,
+            )?;
         }
         for block in &self.fused_blocks {
             latent = block.forward(&latent, &extended_c, Some(&latent_rot))?;
@@ -330,7 +402,14 @@ impl MMAudio {
     }
 
     /// Both parts at once (`forward`).
-    pub fn forward(&self, latent: &Tensor, clip_f: &Tensor, sync_f: &Tensor, text_f: &Tensor, t: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        latent: &Tensor,
+        clip_f: &Tensor,
+        sync_f: &Tensor,
+        text_f: &Tensor,
+        t: &Tensor,
+    ) -> Result<Tensor> {
         let c = self.preprocess_conditions(clip_f, sync_f, text_f, latent.dim(1)?)?;
         self.predict_flow(latent, t, &c)
     }
@@ -378,13 +457,22 @@ impl MMAudio {
             }
             Some(neg) => {
                 if neg.dim(0)? != bs {
-                    return Err(Error::BadInput(format!("{} negative prompts for a batch of {bs}", neg.dim(0)?)));
+                    return Err(Error::BadInput(format!(
+                        "{} negative prompts for a batch of {bs}",
+                        neg.dim(0)?
+                    )));
                 }
                 // clip/sync from the single empty sequence, text from the batch of negative prompts
                 let c = self.preprocess_conditions(&clip, &sync, &neg.narrow(0, 0, 1)?, latent_len)?;
                 let text_f = self.text_input_proj.forward(neg)?;
                 let text_f_c = self.text_cond_proj.forward(&text_f.mean(1)?)?;
-                Ok(Conditions { clip_f: expand(c.clip_f)?, sync_f: expand(c.sync_f)?, text_f, clip_f_c: expand(c.clip_f_c)?, text_f_c })
+                Ok(Conditions {
+                    clip_f: expand(c.clip_f)?,
+                    sync_f: expand(c.sync_f)?,
+                    text_f,
+                    clip_f_c: expand(c.clip_f_c)?,
+                    text_f_c,
+                })
             }
         }
     }

@@ -37,7 +37,10 @@ pub(crate) struct ChannelLastConv1d(Conv1d);
 
 impl ChannelLastConv1d {
     pub fn new(i: usize, o: usize, k: usize, pad: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv1dConfig { padding: pad, ..Default::default() };
+        let cfg = Conv1dConfig {
+            padding: pad,
+            ..Default::default()
+        };
         let conv = if bias {
             candle_nn::conv1d(i, o, k, cfg, vb)?
         } else {
@@ -49,7 +52,10 @@ impl ChannelLastConv1d {
 
 impl Module for ChannelLastConv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.0.forward(&x.transpose(1, 2)?.contiguous()?)?.transpose(1, 2)?.contiguous()
+        self.0
+            .forward(&x.transpose(1, 2)?.contiguous()?)?
+            .transpose(1, 2)?
+            .contiguous()
     }
 }
 
@@ -254,7 +260,14 @@ pub(crate) struct SingleBlock {
 }
 
 impl SingleBlock {
-    pub fn new(dim: usize, heads: usize, mlp_ratio: f64, pre_only: bool, kernel: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        mlp_ratio: f64,
+        pre_only: bool,
+        kernel: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let attn = SelfAttention::new(dim, heads, vb.pp("attn"))?;
         let n_mod = if pre_only { 2 } else { 6 };
         let ada_ln = candle_nn::linear(dim, n_mod * dim, vb.pp("adaLN_modulation.1"))?;
@@ -279,7 +292,12 @@ impl SingleBlock {
     }
 
     /// `c`: `(B, 1, D)` (global) or `(B, N, D)` (per token).
-    pub fn pre_attention(&self, x: &Tensor, c: &Tensor, rot: Option<&Rope>) -> candle_core::Result<([Tensor; 3], PostMod)> {
+    pub fn pre_attention(
+        &self,
+        x: &Tensor,
+        c: &Tensor,
+        rot: Option<&Rope>,
+    ) -> candle_core::Result<([Tensor; 3], PostMod)> {
         let m = self.ada_ln.forward(&candle_nn::ops::silu(c)?)?;
         let parts = m.chunk(if self.post.is_some() { 6 } else { 2 }, D::Minus1)?;
         let x = modulate(&layer_norm(x, 1e-5)?, &parts[0], &parts[1])?;
@@ -342,9 +360,15 @@ impl JointBlock {
         let (nl, nc, nt) = (latent.dim(1)?, clip_f.dim(1)?, text_f.dim(1)?);
         let cat = |i: usize| Tensor::cat(&[&x_qkv[i], &c_qkv[i], &t_qkv[i]], 2);
         let out = attention(&cat(0)?, &cat(1)?, &cat(2)?)?;
-        let latent = self.latent_block.post_attention(latent, &out.narrow(1, 0, nl)?, &x_mod)?;
-        let clip_f = self.clip_block.post_attention(clip_f, &out.narrow(1, nl, nc)?, &c_mod)?;
-        let text_f = self.text_block.post_attention(text_f, &out.narrow(1, nl + nc, nt)?, &t_mod)?;
+        let latent = self
+            .latent_block
+            .post_attention(latent, &out.narrow(1, 0, nl)?, &x_mod)?;
+        let clip_f = self
+            .clip_block
+            .post_attention(clip_f, &out.narrow(1, nl, nc)?, &c_mod)?;
+        let text_f = self
+            .text_block
+            .post_attention(text_f, &out.narrow(1, nl + nc, nt)?, &t_mod)?;
         Ok((latent, clip_f, text_f))
     }
 }

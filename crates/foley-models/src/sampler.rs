@@ -32,7 +32,10 @@ pub struct FlowMatching {
 
 impl Default for FlowMatching {
     fn default() -> Self {
-        Self { num_steps: 25, min_sigma: 0.0 }
+        Self {
+            num_steps: 25,
+            min_sigma: 0.0,
+        }
     }
 }
 
@@ -44,13 +47,22 @@ pub fn linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
     let step = (end - start) / (steps - 1) as f32;
     let half = steps / 2;
     (0..steps)
-        .map(|i| if i < half { start + step * i as f32 } else { end - step * (steps - i - 1) as f32 })
+        .map(|i| {
+            if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (steps - i - 1) as f32
+            }
+        })
         .collect()
 }
 
 impl FlowMatching {
     pub fn new(num_steps: usize) -> Self {
-        Self { num_steps, ..Default::default() }
+        Self {
+            num_steps,
+            ..Default::default()
+        }
     }
 
     /// The time grid `t_0 = 0, ..., t_S = 1 - min_sigma`.
@@ -82,7 +94,11 @@ impl FlowMatching {
             )));
         }
         let guided = cfg_strength >= 1.0;
-        let both = if guided { Some(Conditions::cat(cond, uncond)?) } else { None };
+        let both = if guided {
+            Some(Conditions::cat(cond, uncond)?)
+        } else {
+            None
+        };
         let ts = self.timesteps();
         let mut x = x0.clone();
         for i in 0..self.num_steps {
@@ -105,7 +121,11 @@ impl FlowMatching {
             };
             let dt = next_t - t;
             x = (x + (flow * dt as f64)?)?;
-            on_step(Step { step: i + 1, num_steps: self.num_steps, t: next_t });
+            on_step(Step {
+                step: i + 1,
+                num_steps: self.num_steps,
+                t: next_t,
+            });
         }
         Ok(x)
     }

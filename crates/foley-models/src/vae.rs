@@ -112,13 +112,21 @@ impl MpConv {
         let raw = vb.get((o, i, k), "weight")?;
         let w = raw.to_dtype(DType::F32)?;
         let fan_in = (i * k) as f64;
-        let norm = w.reshape((o, i * k))?.sqr()?.sum_keepdim(1)?.sqrt()?.reshape((o, 1, 1))?;
+        let norm = w
+            .reshape((o, i * k))?
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .reshape((o, 1, 1))?;
         let norm = ((norm / fan_in.sqrt())? + NORM_EPS)?;
         let mut w = (w.broadcast_div(&norm)? / fan_in.sqrt())?;
         if let Some(g) = gain {
             w = w.broadcast_mul(&g.to_dtype(DType::F32)?)?;
         }
-        Ok(Self { w: w.to_dtype(raw.dtype())?, pad: k / 2 })
+        Ok(Self {
+            w: w.to_dtype(raw.dtype())?,
+            pad: k / 2,
+        })
     }
 }
 
@@ -138,7 +146,11 @@ struct ResnetBlock {
 
 impl ResnetBlock {
     fn new(i: usize, o: usize, vb: VarBuilder) -> Result<Self> {
-        let shortcut = if i != o { Some(MpConv::new(i, o, 1, None, vb.pp("nin_shortcut"))?) } else { None };
+        let shortcut = if i != o {
+            Some(MpConv::new(i, o, 1, None, vb.pp("nin_shortcut"))?)
+        } else {
+            None
+        };
         Ok(Self {
             conv1: MpConv::new(i, o, 3, None, vb.pp("conv1"))?,
             conv2: MpConv::new(o, o, 3, None, vb.pp("conv2"))?,
@@ -168,7 +180,10 @@ struct AttnBlock {
 
 impl AttnBlock {
     fn new(c: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { qkv: MpConv::new(c, 3 * c, 1, None, vb.pp("qkv"))?, proj_out: MpConv::new(c, c, 1, None, vb.pp("proj_out"))? })
+        Ok(Self {
+            qkv: MpConv::new(c, 3 * c, 1, None, vb.pp("qkv"))?,
+            proj_out: MpConv::new(c, c, 1, None, vb.pp("proj_out"))?,
+        })
     }
 }
 
@@ -240,11 +255,18 @@ impl VaeDecoder {
             } else {
                 None
             };
-            up[level] = Some(UpLevel { blocks, attns, upsample });
+            up[level] = Some(UpLevel {
+                blocks,
+                attns,
+                upsample,
+            });
         }
         let gain = (dvb.get((), "learnable_gain")? + 1.0)?;
         let conv_out = MpConv::new(block_in, cfg.data_dim, 3, Some(&gain), dvb.pp("conv_out"))?;
-        let stats = MelStats::new(vb.get((1, cfg.data_dim, 1), "data_mean")?, vb.get((1, cfg.data_dim, 1), "data_std")?)?;
+        let stats = MelStats::new(
+            vb.get((1, cfg.data_dim, 1), "data_mean")?,
+            vb.get((1, cfg.data_dim, 1), "data_std")?,
+        )?;
         Ok(Self {
             cfg: cfg.clone(),
             conv_in,
@@ -265,7 +287,10 @@ impl VaeDecoder {
     pub fn decode_normalized(&self, z: &Tensor) -> Result<Tensor> {
         let (_, c, _) = z.dims3()?;
         if c != self.cfg.embed_dim {
-            return Err(Error::BadInput(format!("vae: {c} latent channels, expected {}", self.cfg.embed_dim)));
+            return Err(Error::BadInput(format!(
+                "vae: {c} latent channels, expected {}",
+                self.cfg.embed_dim
+            )));
         }
         let clip = self.cfg.clip_act;
         let mut h = self.conv_in.forward(z)?;
@@ -283,7 +308,10 @@ impl VaeDecoder {
             if let Some(conv) = &level.upsample {
                 // nearest-exact x2 == repeat every frame twice
                 let (b, c, l) = h.dims3()?;
-                h = h.unsqueeze(D::Minus1)?.broadcast_as((b, c, l, 2))?.reshape((b, c, 2 * l))?;
+                h = h
+                    .unsqueeze(D::Minus1)?
+                    .broadcast_as((b, c, l, 2))?
+                    .reshape((b, c, 2 * l))?;
                 h = conv.forward(&h)?;
             }
         }

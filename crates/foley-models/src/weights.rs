@@ -25,7 +25,10 @@ pub const RECOMPUTED_KEYS: [&str; 3] = ["t_embed.freqs", "latent_rot", "clip_rot
 const NESTED_KEYS: [&str; 3] = ["generator", "state_dict", "model"];
 
 fn is_pth(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin" | "ckpt"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("pth" | "pt" | "bin" | "ckpt")
+    )
 }
 
 fn pth_tensors(path: &Path) -> Result<candle_core::pickle::PthTensors> {
@@ -71,7 +74,11 @@ pub fn var_builder(path: impl AsRef<Path>, dtype: DType, device: &Device) -> Res
         });
     }
     if is_pth(path) {
-        Ok(VarBuilder::from_backend(Box::new(pth_tensors(path)?), dtype, device.clone()))
+        Ok(VarBuilder::from_backend(
+            Box::new(pth_tensors(path)?),
+            dtype,
+            device.clone(),
+        ))
     } else {
         // SAFETY: the file is mapped read-only; foley never writes checkpoints while they are in use.
         Ok(unsafe { VarBuilder::from_mmaped_safetensors(&[path], dtype, device)? })
@@ -82,13 +89,18 @@ pub fn var_builder(path: impl AsRef<Path>, dtype: DType, device: &Device) -> Res
 /// transform applied), so later runs can memory-map it. Returns the number of tensors written.
 pub fn convert_pth_to_safetensors(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> Result<usize> {
     let tensors = load_pth(src.as_ref(), &Device::Cpu)?;
-    let tensors: HashMap<String, Tensor> =
-        tensors.into_iter().map(|(k, v)| Ok((k, v.contiguous()?))).collect::<Result<_>>()?;
+    let tensors: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.contiguous()?)))
+        .collect::<Result<_>>()?;
     let n = tensors.len();
     let dst = dst.as_ref();
     let tmp = dst.with_extension("safetensors.partial");
     candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, dst).map_err(|source| Error::Io { path: dst.to_owned(), source })?;
+    std::fs::rename(&tmp, dst).map_err(|source| Error::Io {
+        path: dst.to_owned(),
+        source,
+    })?;
     Ok(n)
 }
 
@@ -112,7 +124,10 @@ pub fn weight_norm_weight<S: Into<Shape>>(vb: &VarBuilder, shape: S) -> Result<T
     let dims = shape.dims().to_vec();
     let mut g_shape = vec![dims[0]];
     g_shape.extend(std::iter::repeat_n(1, dims.len() - 1));
-    for (g, v) in [("parametrizations.weight.original0", "parametrizations.weight.original1"), ("weight_g", "weight_v")] {
+    for (g, v) in [
+        ("parametrizations.weight.original0", "parametrizations.weight.original1"),
+        ("weight_g", "weight_v"),
+    ] {
         if vb.contains_tensor(v) {
             let v = vb.get(dims.clone(), v)?;
             let g = vb.get(g_shape.clone(), g)?;
@@ -140,7 +155,10 @@ pub struct Manifest {
 impl Manifest {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         serde_json::from_str(&text).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
     }
 }
@@ -250,5 +268,9 @@ pub fn check_manifest(
     missing.sort();
     missing.dedup();
     let mismatched = Recorder::lock(&rec.mismatched).clone();
-    Ok(ManifestReport { missing, unused, mismatched })
+    Ok(ManifestReport {
+        missing,
+        unused,
+        mismatched,
+    })
 }

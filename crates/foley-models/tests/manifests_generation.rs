@@ -9,7 +9,9 @@ use foley_models::weights::{check_manifest, Manifest, ManifestReport};
 use foley_models::{bigvgan, mmaudio, vae};
 
 fn manifest(name: &str) -> Manifest {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/manifests").join(format!("{name}.json"));
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/manifests")
+        .join(format!("{name}.json"));
     Manifest::load(&p).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -54,9 +56,10 @@ fn vae_decoders_match_manifests() {
 
 #[test]
 fn vocoders_match_manifests() {
-    for (name, cfg) in
-        [("bigvgan_16k", bigvgan::Config::mmaudio_16k()), ("bigvgan_v2_44k", bigvgan::Config::v2_44khz_128band_512x())]
-    {
+    for (name, cfg) in [
+        ("bigvgan_16k", bigvgan::Config::mmaudio_16k()),
+        ("bigvgan_v2_44k", bigvgan::Config::v2_44khz_128band_512x()),
+    ] {
         let m = manifest(name);
         let from_manifest: bigvgan::Config = serde_json::from_value(m.config.clone()).unwrap();
         assert_eq!(from_manifest, cfg, "{name}: config");

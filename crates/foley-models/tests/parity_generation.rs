@@ -24,11 +24,16 @@ fn found(module: &str) -> Vec<Fixture> {
 }
 
 fn name(f: &Fixture) -> String {
-    f.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    f.dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn seq_len(f: &Fixture, which: &str) -> usize {
-    f.meta["seq_lens"][which].as_u64().unwrap_or_else(|| panic!("{}: no seq_lens.{which}", name(f))) as usize
+    f.meta["seq_lens"][which]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}: no seq_lens.{which}", name(f))) as usize
 }
 
 #[test]
@@ -45,23 +50,70 @@ fn mmaudio_forward_matches_reference() {
         assert_close(&format!("{n} cond.clip_f"), &cond.clip_f, f.output("cond_clip_f"), tol);
         assert_close(&format!("{n} cond.sync_f"), &cond.sync_f, f.output("cond_sync_f"), tol);
         assert_close(&format!("{n} cond.text_f"), &cond.text_f, f.output("cond_text_f"), tol);
-        assert_close(&format!("{n} cond.clip_f_c"), &cond.clip_f_c, f.output("cond_clip_f_c"), tol);
-        assert_close(&format!("{n} cond.text_f_c"), &cond.text_f_c, f.output("cond_text_f_c"), tol);
+        assert_close(
+            &format!("{n} cond.clip_f_c"),
+            &cond.clip_f_c,
+            f.output("cond_clip_f_c"),
+            tol,
+        );
+        assert_close(
+            &format!("{n} cond.text_f_c"),
+            &cond.text_f_c,
+            f.output("cond_text_f_c"),
+            tol,
+        );
 
-        let (lrot, crot) = net.rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &Device::Cpu).unwrap();
+        let (lrot, crot) = net
+            .rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &Device::Cpu)
+            .unwrap();
         let want = f.output("latent_rot"); // (1, N, D/2, 2, 2): [[cos, -sin], [sin, cos]]
-        let cos = want.narrow(3, 0, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
-        let sin = want.narrow(3, 1, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
-        assert_close(&format!("{n} latent_rot cos"), &lrot.cos.flatten_all().unwrap(), &cos, tol);
-        assert_close(&format!("{n} latent_rot sin"), &lrot.sin.flatten_all().unwrap(), &sin, tol);
+        let cos = want
+            .narrow(3, 0, 1)
+            .unwrap()
+            .narrow(4, 0, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let sin = want
+            .narrow(3, 1, 1)
+            .unwrap()
+            .narrow(4, 0, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        assert_close(
+            &format!("{n} latent_rot cos"),
+            &lrot.cos.flatten_all().unwrap(),
+            &cos,
+            tol,
+        );
+        assert_close(
+            &format!("{n} latent_rot sin"),
+            &lrot.sin.flatten_all().unwrap(),
+            &sin,
+            tol,
+        );
         let want = f.output("clip_rot");
-        let sin = want.narrow(3, 1, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
-        assert_close(&format!("{n} clip_rot sin"), &crot.sin.flatten_all().unwrap(), &sin, tol);
+        let sin = want
+            .narrow(3, 1, 1)
+            .unwrap()
+            .narrow(4, 0, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        assert_close(
+            &format!("{n} clip_rot sin"),
+            &crot.sin.flatten_all().unwrap(),
+            &sin,
+            tol,
+        );
 
         let t = f.input("t");
         let flow = net.predict_flow(latent, t, &cond).unwrap();
         assert_close(&format!("{n} flow"), &flow, f.output("flow"), tol);
-        let full = net.forward(latent, f.input("clip_f"), f.input("sync_f"), f.input("text_f"), t).unwrap();
+        let full = net
+            .forward(latent, f.input("clip_f"), f.input("sync_f"), f.input("text_f"), t)
+            .unwrap();
         assert_close(&format!("{n} forward"), &full, f.output("flow"), tol);
 
         let bs = latent.dim(0).unwrap();
@@ -69,7 +121,9 @@ fn mmaudio_forward_matches_reference() {
         let empty = net.empty_conditions(bs, lat_len, nc, ns, None).unwrap();
         let flow = net.predict_flow(latent, t, &empty).unwrap();
         assert_close(&format!("{n} flow(empty)"), &flow, f.output("flow_empty"), tol);
-        let neg = net.empty_conditions(bs, lat_len, nc, ns, Some(f.input("negative_text_f"))).unwrap();
+        let neg = net
+            .empty_conditions(bs, lat_len, nc, ns, Some(f.input("negative_text_f")))
+            .unwrap();
         let flow = net.predict_flow(latent, t, &neg).unwrap();
         assert_close(&format!("{n} flow(negative)"), &flow, f.output("flow_negative"), tol);
     }
@@ -86,19 +140,34 @@ fn sampler_matches_reference() {
         let x0 = f.input("x0");
         let (bs, lat_len) = (x0.dim(0).unwrap(), x0.dim(1).unwrap());
         let (clip_f, sync_f) = (f.input("clip_f"), f.input("sync_f"));
-        let cond = net.preprocess_conditions(clip_f, sync_f, f.input("text_f"), lat_len).unwrap();
+        let cond = net
+            .preprocess_conditions(clip_f, sync_f, f.input("text_f"), lat_len)
+            .unwrap();
         let neg = f.inputs.get("negative_text_f");
         let uncond = net
             .empty_conditions(bs, lat_len, clip_f.dim(1).unwrap(), sync_f.dim(1).unwrap(), neg)
             .unwrap();
         let mut seen = Vec::new();
         let x1 = FlowMatching::new(steps)
-            .to_data(&net, x0, &cond, &uncond, cfg_strength, &mut |s| seen.push(s.step), &|| false)
+            .to_data(
+                &net,
+                x0,
+                &cond,
+                &uncond,
+                cfg_strength,
+                &mut |s| seen.push(s.step),
+                &|| false,
+            )
             .unwrap();
         assert_eq!(seen, (1..=steps).collect::<Vec<_>>(), "{n}: one progress call per step");
         assert_close(&format!("{n} x1"), &x1, f.output("x1"), f.tolerance());
         let audio_latent = net.unnormalize(&x1).unwrap();
-        assert_close(&format!("{n} unnormalized"), &audio_latent, f.output("unnormalized"), f.tolerance());
+        assert_close(
+            &format!("{n} unnormalized"),
+            &audio_latent,
+            f.output("unnormalized"),
+            f.tolerance(),
+        );
 
         // cancellation is checked before every step
         let calls = std::cell::Cell::new(0);
@@ -119,8 +188,18 @@ fn latent_normalization_matches_reference() {
         let (mean, std) = (&f.weights["latent_mean"], &f.weights["latent_std"]);
         let x = f.input("latent");
         let latent = foley_models::mel::LatentStats::new(mean.clone(), std.clone()).unwrap();
-        assert_close(&format!("{n} latent normalize"), &latent.normalize(x).unwrap(), f.output("normalized"), f.tolerance());
-        assert_close(&format!("{n} latent unnormalize"), &latent.unnormalize(x).unwrap(), f.output("unnormalized"), f.tolerance());
+        assert_close(
+            &format!("{n} latent normalize"),
+            &latent.normalize(x).unwrap(),
+            f.output("normalized"),
+            f.tolerance(),
+        );
+        assert_close(
+            &format!("{n} latent unnormalize"),
+            &latent.unnormalize(x).unwrap(),
+            f.output("unnormalized"),
+            f.tolerance(),
+        );
         for mode in ["16k", "44k"] {
             let stats = foley_models::mel::MelStats::new(
                 f.weights[&format!("vae_{mode}.data_mean")].clone(),
@@ -129,9 +208,19 @@ fn latent_normalization_matches_reference() {
             .unwrap();
             let m = f.input(&format!("mel_{mode}"));
             let want = f.output(&format!("mel_{mode}_normalized"));
-            assert_close(&format!("{n} mel {mode} normalize"), &stats.normalize(m).unwrap(), want, f.tolerance());
+            assert_close(
+                &format!("{n} mel {mode} normalize"),
+                &stats.normalize(m).unwrap(),
+                want,
+                f.tolerance(),
+            );
             let want = f.output(&format!("mel_{mode}_unnormalized"));
-            assert_close(&format!("{n} mel {mode} unnormalize"), &stats.unnormalize(m).unwrap(), want, f.tolerance());
+            assert_close(
+                &format!("{n} mel {mode} unnormalize"),
+                &stats.unnormalize(m).unwrap(),
+                want,
+                f.tolerance(),
+            );
         }
     }
 }
@@ -145,8 +234,18 @@ fn vae_decoder_matches_reference() {
         let vae = VaeDecoder::new(f.vb(), &cfg).unwrap();
         let z = f.input("z");
         let got = vae.decode_normalized(z).unwrap();
-        assert_close(&format!("{n} decoder (normalised mel)"), &got, f.output("mel_normalized"), f.tolerance());
-        assert_close(&format!("{n} decode (mel)"), &vae.decode(z).unwrap(), f.output("mel"), f.tolerance());
+        assert_close(
+            &format!("{n} decoder (normalised mel)"),
+            &got,
+            f.output("mel_normalized"),
+            f.tolerance(),
+        );
+        assert_close(
+            &format!("{n} decode (mel)"),
+            &vae.decode(z).unwrap(),
+            f.output("mel"),
+            f.tolerance(),
+        );
     }
 }
 
@@ -154,7 +253,11 @@ fn vae_decoder_matches_reference() {
 fn bigvgan_matches_reference() {
     use foley_models::bigvgan::{BigVGAN, Config};
     for f in found("bigvgan") {
-        let n = format!("{} ({} keys)", name(&f), f.meta["weight_norm_keys"].as_str().unwrap_or("?"));
+        let n = format!(
+            "{} ({} keys)",
+            name(&f),
+            f.meta["weight_norm_keys"].as_str().unwrap_or("?")
+        );
         let cfg: Config = f.config();
         let voc = BigVGAN::new(f.vb(), &cfg).unwrap();
         let got = voc.forward(f.input("mel")).unwrap();

@@ -46,7 +46,10 @@ fn check_same_tensors(f: &Fixture, pth: &std::path::Path) {
 fn mmaudio_from_pth_and_converted_safetensors() {
     use foley_models::mmaudio::{Config, MMAudio};
     let found = with_checkpoint("mmaudio");
-    assert!(!found.is_empty() || std::env::var_os("FOLEY_PARITY_DIR").is_some(), "no mmaudio checkpoint fixture");
+    assert!(
+        !found.is_empty() || std::env::var_os("FOLEY_PARITY_DIR").is_some(),
+        "no mmaudio checkpoint fixture"
+    );
     for (f, pth) in found {
         check_same_tensors(&f, &pth);
         let dir = scratch_dir("mmaudio");
@@ -58,9 +61,20 @@ fn mmaudio_from_pth_and_converted_safetensors() {
             let vb = var_builder(&path, DType::F32, &Device::Cpu).unwrap();
             let net = MMAudio::new(vb, &cfg).unwrap();
             let flow = net
-                .forward(f.input("latent"), f.input("clip_f"), f.input("sync_f"), f.input("text_f"), f.input("t"))
+                .forward(
+                    f.input("latent"),
+                    f.input("clip_f"),
+                    f.input("sync_f"),
+                    f.input("text_f"),
+                    f.input("t"),
+                )
                 .unwrap();
-            assert_close(&format!("{} flow", path.display()), &flow, f.output("flow"), f.tolerance());
+            assert_close(
+                &format!("{} flow", path.display()),
+                &flow,
+                f.output("flow"),
+                f.tolerance(),
+            );
         }
     }
 }
@@ -69,7 +83,10 @@ fn mmaudio_from_pth_and_converted_safetensors() {
 fn bigvgan_from_nested_pth_and_converted_safetensors() {
     use foley_models::bigvgan::{BigVGAN, Config};
     let found = with_checkpoint("bigvgan");
-    assert!(!found.is_empty() || std::env::var_os("FOLEY_PARITY_DIR").is_some(), "no bigvgan checkpoint fixture");
+    assert!(
+        !found.is_empty() || std::env::var_os("FOLEY_PARITY_DIR").is_some(),
+        "no bigvgan checkpoint fixture"
+    );
     for (f, pth) in found {
         check_same_tensors(&f, &pth);
         let dir = scratch_dir("bigvgan");
@@ -79,13 +96,20 @@ fn bigvgan_from_nested_pth_and_converted_safetensors() {
         for path in [pth.clone(), st] {
             let vb = var_builder(&path, DType::F32, &Device::Cpu).unwrap();
             let audio = BigVGAN::new(vb, &cfg).unwrap().forward(f.input("mel")).unwrap();
-            assert_close(&format!("{} audio", path.display()), &audio, f.output("audio"), f.tolerance());
+            assert_close(
+                &format!("{} audio", path.display()),
+                &audio,
+                f.output("audio"),
+                f.tolerance(),
+            );
         }
     }
 }
 
 #[test]
 fn missing_checkpoint_is_a_clear_error() {
-    let err = var_builder("/nonexistent/x.pth", DType::F32, &Device::Cpu).err().unwrap();
+    let err = var_builder("/nonexistent/x.pth", DType::F32, &Device::Cpu)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("/nonexistent/x.pth"), "{err}");
 }

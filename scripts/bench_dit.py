@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""One MM-DiT forward (`predict_flow`, the per-step part; conditions preprocessed once) at real shapes, random
+weights, f32 on CPU: the PyTorch reference and foley's candle port timed in the same run on the same machine.
+
+    python3 scripts/bench_dit.py [--variant small_16k] [--runs 5] [--threads N]
+
+The reference comes from the pinned checkout (see scripts/parity/common.py: --reference / $FOLEY_MMAUDIO_REF);
+the candle side is `cargo run --release -p foley-models --example dit_forward_bench`.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from parity.common import REFERENCE_COMMIT, prepare_reference  # noqa: E402
+
+
+def bench_reference(variant, runs):
+    import torch
+    from mmaudio.model.networks import get_my_mmaudio
+    torch.manual_seed(0)
+    net = get_my_mmaudio(variant).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.02)
+    out = []
+    for bs in (1, 2):
+        latent = torch.randn(bs, net.latent_seq_len, net.latent_dim)
+        clip = torch.randn(bs, net.clip_seq_len, 1024)
+        sync = torch.randn(bs, net.sync_seq_len, 768)
+        text = torch.randn(bs, 77, 1024)
+        t = torch.full((bs,), 0.5)
+        with torch.inference_mode():
+            cond = net.preprocess_conditions(clip, sync, text)
+            net.predict_flow(latent, t, cond)  # warm-up
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                net.predict_flow(latent, t, cond).sum().item()
+                times.append(time.perf_counter() - start)
+        times.sort()
+        out.append(dict(impl="torch", variant=variant, what="predict_flow", batch=bs,
+                        median_s=round(times[len(times) // 2], 4), min_s=round(times[0], 4), runs=runs,
+                        torch=torch.__version__, threads=torch.get_num_threads()))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", default="small_16k")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--reference", default=os.environ.get("FOLEY_MMAUDIO_REF"))
+    args = ap.parse_args()
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prepare_reference(args.reference)
+    rows = bench_reference(args.variant, args.runs)
+    env = dict(os.environ, CARGO_TARGET_DIR=os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")))
+    res = subprocess.run(["cargo", "run", "-q", "--release", "-p", "foley-models", "--example", "dit_forward_bench",
+                          "--", args.variant, str(args.runs)], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True)
+    rows += [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    print(f"reference commit {REFERENCE_COMMIT[:7]}, {os.cpu_count()} CPUs")
+    print(f"{'impl':8} {'batch':>5} {'median s':>9} {'min s':>7}")
+    for r in rows:
+        print(f"{r['impl']:8} {r['batch']:>5} {r['median_s']:>9.4f} {r['min_s']:>7.4f}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
