@@ -378,8 +378,7 @@ def manifests(ctx):
     ctx.save_manifest("clip_dfn5b_vit_h_14_384", "apple/DFN5B-CLIP-ViT-H-14-384 open_clip_model.safetensors",
                       dict(_clip_config(CLIP_REAL), open_clip_model="ViT-H-14-378-quickgelu",
                            force_image_size=384), sd)
-    with torch.device("meta"):
-        sync = _synchformer(None)
+    sync = _synchformer(None)  # on CPU (~90 M parameters): its constructor calls .item() on a linspace
     # Synchformer.load_state_dict keeps only the `vfeat_extractor.*` entries of synchformer_state_dict.pth
     # (the checkpoint also holds the audio branch and the sync head, which MMAudio discards)
     ctx.save_manifest("synchformer", "synchformer_state_dict.pth (vfeat_extractor.* entries, as MMAudio loads them)",
