@@ -193,7 +193,10 @@ def _vae_fixture(ctx, name, mode, t, offset):
     z = torch.randn(t["batch"], t["vae"]["embed_dim"], t["vae"]["latent_len"])
     dec_raw = vae.decode(z, unnormalize=False)
     mel = vae.decode(z)
-    ctx.save_fixture(name, "vae_decoder", weights, dict(z=z), dict(mel=mel, mel_normalized=dec_raw),
+    mel_in = torch.randn(t["batch"], vae.data_mean.shape[1], 2 * t["vae"]["latent_len"] + 1) * 2 - 3
+    posterior = vae.encode(mel_in)
+    ctx.save_fixture(name, "vae_decoder", weights, dict(z=z, mel_in=mel_in),
+                     dict(mel=mel, mel_normalized=dec_raw, enc_mean=posterior.mean, enc_logvar=posterior.logvar),
                      _vae_cfg(mode, t))
 
 

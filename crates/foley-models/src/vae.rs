@@ -1,4 +1,5 @@
-//! MMAudio's 1-D mel VAE, decoder side: audio latents → normalised log-mel → log-mel. Ported from
+//! MMAudio's 1-D mel VAE: the decoder (audio latents → normalised log-mel → log-mel), which generation uses,
+//! and the encoder (log-mel → latent Gaussian), for audio-side tools and completeness. Ported from
 //! `mmaudio/ext/autoencoder/{vae.py, vae_modules.py, edm2_utils.py}` of github.com/hkchengrex/MMAudio at commit
 //! 974010a026c731054592d8f777218bd9d85a6c24 (an EDM2-style magnitude-preserving network, Karras et al. 2024).
 //!
@@ -6,8 +7,7 @@
 //! `MPConv1D` weight is replaced by `normalize(w) / sqrt(fan_in)` with EDM2's `normalize`
 //! (`w / (1e-4 + |w_o| / sqrt(fan_in))` per output channel), and the decoder's last convolution is scaled by
 //! `learnable_gain + 1`. Checkpoints store the raw weights; [`VaeDecoder::new`] applies the transform.
-//! Generation never encodes audio, so the encoder is not ported (the reference deletes it for inference too,
-//! `need_vae_encoder=False`).
+//! The encoder's last convolution is scaled by its own `learnable_gain + 1` likewise ([`VaeEncoder::new`]).
 
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
@@ -330,5 +330,130 @@ impl VaeDecoder {
 
     pub fn mel_stats(&self) -> &MelStats {
         &self.stats
+    }
+}
+
+/// `Downsample1D` with convolution: 1x1 conv, average pooling by 2, 1x1 conv.
+#[derive(Debug, Clone)]
+struct Downsample {
+    conv1: MpConv,
+    conv2: MpConv,
+}
+
+impl Module for Downsample {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.conv1.forward(x)?;
+        let (b, c, l) = x.dims3()?;
+        // F.avg_pool1d(kernel 2, stride 2) drops an odd last frame
+        let x = x.narrow(2, 0, l / 2 * 2)?.reshape((b, c, l / 2, 2))?.mean(3)?;
+        self.conv2.forward(&x)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DownLevel {
+    blocks: Vec<ResnetBlock>,
+    attns: Vec<AttnBlock>,
+    downsample: Option<Downsample>,
+}
+
+/// `VAE.normalize` then `Encoder1D`: log-mel `(B, data_dim, T)` → Gaussian moments `(B, 2 * embed_dim, T / 2)`.
+#[derive(Debug, Clone)]
+pub struct VaeEncoder {
+    cfg: Config,
+    conv_in: MpConv,
+    down: Vec<DownLevel>,
+    mid_block_1: ResnetBlock,
+    mid_attn_1: AttnBlock,
+    mid_block_2: ResnetBlock,
+    conv_out: MpConv,
+    stats: MelStats,
+}
+
+impl VaeEncoder {
+    /// `vb` is the root of a VAE checkpoint (keys `encoder.*`, `data_mean`, `data_std`).
+    pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        let evb = vb.pp("encoder");
+        let dim = cfg.hidden_dim;
+        let conv_in = MpConv::new(cfg.data_dim, dim, 3, None, evb.pp("conv_in"))?;
+        let mut down = Vec::new();
+        let mut block_in = dim;
+        for (level, &mult) in cfg.ch_mult.iter().enumerate() {
+            let lvb = evb.pp(format!("down.{level}"));
+            let block_out = dim * mult;
+            let (mut blocks, mut attns) = (Vec::new(), Vec::new());
+            for b in 0..cfg.num_res_blocks {
+                blocks.push(ResnetBlock::new(block_in, block_out, lvb.pp(format!("block.{b}")))?);
+                block_in = block_out;
+                if cfg.attn_layers.contains(&level) {
+                    attns.push(AttnBlock::new(block_in, lvb.pp(format!("attn.{b}")))?);
+                }
+            }
+            let downsample = if cfg.down_layers.contains(&level) {
+                Some(Downsample {
+                    conv1: MpConv::new(block_in, block_in, 1, None, lvb.pp("downsample.conv1"))?,
+                    conv2: MpConv::new(block_in, block_in, 1, None, lvb.pp("downsample.conv2"))?,
+                })
+            } else {
+                None
+            };
+            down.push(DownLevel {
+                blocks,
+                attns,
+                downsample,
+            });
+        }
+        let gain = (evb.get((), "learnable_gain")? + 1.0)?;
+        let stats = MelStats::new(
+            vb.get((1, cfg.data_dim, 1), "data_mean")?,
+            vb.get((1, cfg.data_dim, 1), "data_std")?,
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            conv_in,
+            down,
+            mid_block_1: ResnetBlock::new(block_in, block_in, evb.pp("mid.block_1"))?,
+            mid_attn_1: AttnBlock::new(block_in, evb.pp("mid.attn_1"))?,
+            mid_block_2: ResnetBlock::new(block_in, block_in, evb.pp("mid.block_2"))?,
+            conv_out: MpConv::new(block_in, 2 * cfg.embed_dim, 3, Some(&gain), evb.pp("conv_out"))?,
+            stats,
+        })
+    }
+
+    /// `Encoder1D.forward` on an already normalised mel.
+    pub fn moments_normalized(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, _) = x.dims3()?;
+        if c != self.cfg.data_dim {
+            return Err(Error::BadInput(format!(
+                "vae: {c} mel bins, expected {}",
+                self.cfg.data_dim
+            )));
+        }
+        let clip = self.cfg.clip_act;
+        let mut h = self.conv_in.forward(x)?;
+        for level in &self.down {
+            for (i, block) in level.blocks.iter().enumerate() {
+                h = block.forward(&h)?;
+                if let Some(attn) = level.attns.get(i) {
+                    h = attn.forward(&h)?;
+                }
+                h = h.clamp(-clip, clip)?;
+            }
+            if let Some(ds) = &level.downsample {
+                h = ds.forward(&h)?;
+            }
+        }
+        h = self.mid_block_1.forward(&h)?;
+        h = self.mid_attn_1.forward(&h)?;
+        h = self.mid_block_2.forward(&h)?.clamp(-clip, clip)?;
+        Ok(self.conv_out.forward(&mp_silu(&h)?)?)
+    }
+
+    /// `VAE.encode`: log-mel → (mean, logvar) of the latent Gaussian, each `(B, embed_dim, T / 2)`; logvar is
+    /// clamped to [-30, 20] as `DiagonalGaussianDistribution` does. The mode (the mean) is the latent.
+    pub fn encode(&self, mel: &Tensor) -> Result<(Tensor, Tensor)> {
+        let m = self.moments_normalized(&self.stats.normalize(mel)?)?;
+        let e = self.cfg.embed_dim;
+        Ok((m.narrow(1, 0, e)?, m.narrow(1, e, e)?.clamp(-30f32, 20f32)?))
     }
 }

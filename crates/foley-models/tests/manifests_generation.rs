@@ -45,11 +45,14 @@ fn mmaudio_networks_match_manifests() {
 }
 
 #[test]
-fn vae_decoders_match_manifests() {
+fn vae_match_manifests() {
     for (name, cfg) in [("vae_16k", vae::Config::vae_16k()), ("vae_44k", vae::Config::vae_44k())] {
         let m = manifest(name);
-        // Generation only decodes; the encoder half of the checkpoint is deliberately left unread.
-        let report = check_manifest(&m, &["encoder."], |vb| vae::VaeDecoder::new(vb, &cfg).map(|_| ())).unwrap();
+        let report = check_manifest(&m, &[], |vb| {
+            vae::VaeDecoder::new(vb.clone(), &cfg)?;
+            vae::VaeEncoder::new(vb, &cfg).map(|_| ())
+        })
+        .unwrap();
         assert_exact(name, report, m.tensors.len());
     }
 }

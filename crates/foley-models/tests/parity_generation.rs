@@ -246,6 +246,17 @@ fn vae_decoder_matches_reference() {
             f.output("mel"),
             f.tolerance(),
         );
+        if let Some(mel_in) = f.inputs.get("mel_in") {
+            let enc = foley_models::vae::VaeEncoder::new(f.vb(), &cfg).unwrap();
+            let (mean, logvar) = enc.encode(mel_in).unwrap();
+            assert_close(&format!("{n} encode mean"), &mean, f.output("enc_mean"), f.tolerance());
+            assert_close(
+                &format!("{n} encode logvar"),
+                &logvar,
+                f.output("enc_logvar"),
+                f.tolerance(),
+            );
+        }
     }
 }
 
