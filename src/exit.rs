@@ -9,7 +9,17 @@ pub const USER_ERROR: u8 = 2;
 
 /// Prints `error: <reason>` on one line and returns 2 for user-caused failures, 1 otherwise.
 pub fn report(e: &anyhow::Error) -> ExitCode {
-    let line = format!("{e:#}").replace('\n', " ");
+    // The chain, each cause once: sources whose text the previous message already holds are skipped.
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
     eprintln!("error: {line}");
     ExitCode::from(if is_user_error(e) { USER_ERROR } else { 1 })
 }
