@@ -10,6 +10,7 @@
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::alias_free_cpu::{FusedActivation, TAPS};
 use crate::error::Result;
 
 const NO_DIV_BY_ZERO: f64 = 1e-9;
@@ -71,8 +72,9 @@ impl UpSample1d {
     }
 }
 
-impl Module for UpSample1d {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl UpSample1d {
+    /// The reference's transposed convolution (any ratio / kernel).
+    fn forward_transposed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         let k = self.filter.dim(2)?;
         let r = self.ratio;
@@ -81,6 +83,34 @@ impl Module for UpSample1d {
         let x = x.reshape((b * c, 1, t))?.pad_with_same(2, pad, pad)?;
         let y = x.conv_transpose1d(&self.filter.to_dtype(x.dtype())?, 0, 0, r, 1, 1)?;
         (y.narrow(2, pad_left, r * t)? * r as f64)?.reshape((b, c, r * t))
+    }
+
+    /// The same for ratio 2 and the 12-tap filter, as two 6-tap polyphase correlations (one conv1d with two
+    /// output channels) interleaved: with `xp` the padded input and `z_p[s] = sum_k xp[s + k] f[2 (5 - k) + p]`,
+    /// the cropped output is `out[2s] = 2 z_1[s + 2]`, `out[2s + 1] = 2 z_0[s + 3]`.
+    fn forward_polyphase(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let f = self.filter.to_dtype(x.dtype())?.flatten_all()?;
+        let taps = |p: usize| -> candle_core::Result<Tensor> {
+            let idx: Vec<u32> = (0..6).map(|k| (2 * (5 - k) + p) as u32).collect();
+            f.index_select(&Tensor::new(idx, f.device())?, 0)
+        };
+        let g = Tensor::stack(&[taps(0)?, taps(1)?], 0)?.unsqueeze(1)?; // (2, 1, 6)
+        let xp = x.reshape((b * c, 1, t))?.pad_with_same(2, 5, 5)?;
+        let z = xp.conv1d(&g, 0, 1, 1, 1)?; // (B*C, 2, T + 5)
+        let even = z.narrow(1, 1, 1)?.narrow(2, 2, t)?;
+        let odd = z.narrow(1, 0, 1)?.narrow(2, 3, t)?;
+        Tensor::stack(&[even, odd], 3)?.reshape((b, c, 2 * t))? * 2.0
+    }
+}
+
+impl Module for UpSample1d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.ratio == 2 && self.filter.dim(2)? == FILTER_SIZE {
+            self.forward_polyphase(x)
+        } else {
+            self.forward_transposed(x)
+        }
     }
 }
 
@@ -112,26 +142,97 @@ impl Module for DownSample1d {
     }
 }
 
-/// `Activation1d`: up-sample, activate, down-sample.
+/// `Activation1d`: up-sample, activate, down-sample. On CPU (f32) the three run fused in one pass
+/// ([`crate::alias_free_cpu`]); elsewhere as tensor ops.
 #[derive(Debug, Clone)]
 pub struct Activation1d {
     up: UpSample1d,
     act: Snake,
     down: DownSample1d,
+    fused: FusedActivation,
 }
 
 impl Activation1d {
     pub fn new(channels: usize, beta: bool, logscale: bool, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            up: UpSample1d::new(2, vb.pp("upsample"))?,
-            act: Snake::new(channels, beta, logscale, vb.pp("act"))?,
-            down: DownSample1d::new(2, vb.pp("downsample"))?,
-        })
+        let up = UpSample1d::new(2, vb.pp("upsample"))?;
+        let act = Snake::new(channels, beta, logscale, vb.pp("act"))?;
+        let down = DownSample1d::new(2, vb.pp("downsample"))?;
+        let taps = |f: &Tensor| -> Result<[f32; TAPS]> {
+            let v = f.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            v.try_into()
+                .map_err(|_| crate::Error::Weights("filter is not 12 taps".into()))
+        };
+        let fused = FusedActivation {
+            alpha: act.alpha.flatten_all()?.to_vec1()?,
+            inv_beta: act.inv_beta.flatten_all()?.to_vec1()?,
+            up: taps(&up.filter)?,
+            down: taps(&down.filter)?,
+        };
+        Ok(Self { up, act, down, fused })
+    }
+
+    /// The unfused tensor-op path (any device and dtype).
+    pub fn forward_unfused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.down.forward(&self.act.forward(&self.up.forward(x)?)?)
     }
 }
 
 impl Module for Activation1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.down.forward(&self.act.forward(&self.up.forward(x)?)?)
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            x.contiguous()?.apply_op1_no_bwd(&self.fused)
+        } else {
+            self.forward_unfused(x)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn fused_cpu_activation_equals_tensor_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut m = std::collections::HashMap::new();
+        let c = 5;
+        m.insert(
+            "upsample.filter".to_string(),
+            Tensor::randn(0f32, 0.3, (1, 1, 12), &dev)?,
+        );
+        m.insert(
+            "downsample.lowpass.filter".to_string(),
+            Tensor::randn(0f32, 0.3, (1, 1, 12), &dev)?,
+        );
+        m.insert("act.alpha".to_string(), Tensor::randn(0f32, 0.5, c, &dev)?);
+        m.insert("act.beta".to_string(), Tensor::randn(0f32, 0.5, c, &dev)?);
+        let vb = VarBuilder::from_tensors(m, DType::F32, &dev);
+        let act = Activation1d::new(c, true, true, vb)?;
+        for t in [1, 2, 3, 50] {
+            let x = Tensor::randn(0f32, 2.0, (3, c, t), &dev)?;
+            let err = (act.forward(&x)? - act.forward_unfused(&x)?)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(err < 1e-5, "T={t}: {err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn polyphase_upsampling_equals_transposed_convolution() -> Result<()> {
+        let dev = Device::Cpu;
+        let filter = Tensor::randn(0f32, 1.0, (1, 1, FILTER_SIZE), &dev)?;
+        let up = UpSample1d { filter, ratio: 2 };
+        for t in [1, 2, 7, 64] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, t), &dev)?;
+            let a = up.forward_polyphase(&x)?;
+            let b = up.forward_transposed(&x)?;
+            let err = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(err < 1e-5, "T={t}: {err}");
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 // Generation side (issue 4): MM-DiT, sampler, VAE decoder, vocoders, weight loading
 pub mod alias_free;
+mod alias_free_cpu;
 pub mod bigvgan;
 pub mod error;
 pub mod mel;

@@ -205,6 +205,7 @@ pub struct MMAudio {
 }
 
 impl MMAudio {
+    #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; the workspace supports 1.85
     pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         if cfg.num_heads == 0 || cfg.hidden_dim % cfg.num_heads != 0 || cfg.head_dim() % 2 != 0 {
             return Err(Error::BadConfig(format!(

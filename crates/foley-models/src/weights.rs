@@ -171,7 +171,7 @@ pub struct ManifestReport {
     /// In the manifest but never requested.
     pub unused: Vec<String>,
     /// Requested with another shape: (key, requested, manifest).
-    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    pub mismatched: Vec<ShapeMismatch>,
 }
 
 impl ManifestReport {
@@ -180,13 +180,16 @@ impl ManifestReport {
     }
 }
 
+/// A key requested with another shape: (key, requested shape, manifest shape).
+pub type ShapeMismatch = (String, Vec<usize>, Vec<usize>);
+
 /// A backend that serves zero tensors (broadcast views: nothing is allocated) of the manifest's shapes and
 /// records what is asked for.
 struct Recorder {
     tensors: BTreeMap<String, TensorSpec>,
     requested: Mutex<BTreeSet<String>>,
     missing: Mutex<Vec<String>>,
-    mismatched: Mutex<Vec<(String, Vec<usize>, Vec<usize>)>>,
+    mismatched: Mutex<Vec<ShapeMismatch>>,
 }
 
 impl Recorder {
