@@ -1,0 +1,97 @@
+//! End-to-end tests of the `foley` binary: exit codes, one-line errors, JSON output, muxing.
+
+#[path = "../crates/foley-media/tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{tone, video};
+
+fn foley(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_foley")).args(args).output().expect("run foley")
+}
+
+fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+/// A failed run: exit code 2 and exactly one line on stderr, starting with "error: ".
+fn assert_user_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "stdout {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "one line on stderr: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    err
+}
+
+#[test]
+fn probe_accepts_a_valid_video() {
+    let out = foley(&[os("probe"), video("h264_aac_mp4").as_os_str()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict:   ok") && text.contains("h264") && text.contains("aac"), "{text}");
+}
+
+#[test]
+fn probe_json() {
+    let out = foley(&[os("probe"), video("rotated_mp4").as_os_str(), os("--json")]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"]["ok"], true);
+    assert_eq!(v["info"]["video"]["rotation"], 270);
+    assert_eq!(v["info"]["container"], "mp4");
+
+    let out = foley(&[os("probe"), video("short_mp4").as_os_str(), os("--json")]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"]["kind"], "duration");
+    assert_eq!(v["info"]["duration_s"], 2.52);
+}
+
+#[test]
+fn probe_rejections_are_one_line_exit_2() {
+    let e = assert_user_error(&foley(&[os("probe"), video("short_mp4").as_os_str()]));
+    assert_eq!(e.trim(), "error: video is 2.52 s long; it must be between 3 and 20 s");
+    for name in ["empty_mp4", "text_mp4", "mkv_as_mp4", "hls_mov", "still_mov", "truncated_mp4", "audio_only_mp4"] {
+        assert_user_error(&foley(&[os("probe"), video(name).as_os_str()]));
+    }
+    assert_user_error(&foley(&[os("probe"), os("/nonexistent/clip.mp4")]));
+    // Limits come from flags (or FOLEY_* environment variables).
+    let e = assert_user_error(&foley(&[os("probe"), video("h264_mp4").as_os_str(), os("--max-duration"), os("4")]));
+    assert!(e.contains("between 3 and 4 s"), "{e}");
+}
+
+#[test]
+fn mux_writes_a_playable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = tone(dir.path(), "t.wav", 44_100, 2, 5.0);
+    let out_path = dir.path().join("out.mov");
+    let out = foley(&[os("mux"), video("prores_mov").as_os_str(), wav.as_os_str(), os("-o"), out_path.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = foley_media::probe(&out_path).unwrap();
+    assert_eq!(info.container, foley_media::Container::Mov);
+    assert_eq!(info.audio.map(|a| a.codec), Some("aac".to_string()));
+}
+
+#[test]
+fn mux_errors_are_one_line_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = tone(dir.path(), "t.wav", 16_000, 1, 1.0);
+    let out_path = dir.path().join("out.mp4");
+    let e = assert_user_error(&foley(&[os("mux"), video("hevc_mov").as_os_str(), wav.as_os_str(), os("-o"),
+        out_path.as_os_str()]));
+    assert!(e.contains(".mov"), "{e}");
+    assert_user_error(&foley(&[os("mux"), video("h264_mp4").as_os_str(), os("/nonexistent.wav"), os("-o"),
+        out_path.as_os_str()]));
+    assert_user_error(&foley(&[os("mux"), video("text_mp4").as_os_str(), wav.as_os_str(), os("-o"),
+        out_path.as_os_str()]));
+    assert!(!out_path.exists());
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let out = foley(&[os("probe")]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = foley(&[os("frobnicate")]);
+    assert_eq!(out.status.code(), Some(2));
+}
