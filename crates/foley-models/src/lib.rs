@@ -20,6 +20,7 @@ pub use error::{Error, Result};
 pub mod clip;
 pub mod clip_text_clean;
 pub mod clip_tokenizer;
+pub mod fast_ops;
 pub mod preprocess;
 pub mod synchformer;
 pub mod vit_layers;

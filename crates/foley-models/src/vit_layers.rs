@@ -5,6 +5,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
+use crate::fast_ops;
+
 /// Activation of an MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum Activation {
@@ -15,9 +17,10 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+    /// Applies the activation; `x` is consumed (overwritten in place on the CPU fast path).
+    pub fn apply(self, x: Tensor) -> Result<Tensor> {
         match self {
-            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Self::QuickGelu => fast_ops::quick_gelu(x),
             Self::GeluErf => x.gelu_erf(),
         }
     }
@@ -43,7 +46,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    let out = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&flat(v)?)?;
+    let out = fast_ops::softmax_last_dim(scores)?.matmul(&flat(v)?)?;
     let mut out_dims = dims;
     out_dims[rank - 1] = v.dim(rank - 1)?;
     out.reshape(out_dims)
@@ -114,7 +117,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)
+        self.fc2.forward(&self.act.apply(self.fc1.forward(x)?)?)
     }
 }
 
