@@ -33,8 +33,8 @@ TINY = {
                   text=dict(context_length=77, vocab_size=1000, width=24, heads=3, layers=2)),
         clip_frames=2, text_batch=3,
         sync=dict(embed_dim=32, num_heads=4, depth=2, patch_size=16), sync_frames=24,
-        video=dict(height=48, width=64, clip_frames=8, sync_frames=25, keep=2),
-        down=dict(height=250, width=450)),
+        video=dict(height=48, width=64, clip_frames=8, sync_frames=25, keep=1),
+        down=dict(height=384, width=450)),  # 384: the CLIP resize skips its vertical pass
     "tiny2": dict(
         clip=dict(embed_dim=12, vision=dict(image_size=384, patch_size=32, width=24, head_width=12, layers=3),
                   text=dict(context_length=77, vocab_size=700, width=16, heads=2, layers=3)),
