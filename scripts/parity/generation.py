@@ -28,7 +28,7 @@ TINY = {
         dit_v2=dict(latent_dim=6, clip_dim=24, sync_dim=16, text_dim=20, num_heads=3, head_dim=8, depth=3,
                     fused_depth=2, latent_seq_len=17, clip_seq_len=6, sync_seq_len=24, text_seq_len=5),
         resized=dict(latent_seq_len=26, clip_seq_len=10, sync_seq_len=24),
-        vae=dict(hidden_dim=16, embed_dim=8, latent_len=12),
+        vae=dict(hidden_dim=8, embed_dim=8, latent_len=12),
         bigvgan=dict(upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], upsample_initial_channel=16,
                      resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]], frames=14),
         bigvgan_v2=dict(upsample_rates=[4, 2], upsample_kernel_sizes=[8, 4], upsample_initial_channel=12,
@@ -40,7 +40,7 @@ TINY = {
         dit_v2=dict(latent_dim=10, clip_dim=16, sync_dim=20, text_dim=12, num_heads=2, head_dim=12, depth=2,
                     fused_depth=1, latent_seq_len=11, clip_seq_len=4, sync_seq_len=16, text_seq_len=3),
         resized=dict(latent_seq_len=19, clip_seq_len=7, sync_seq_len=32),
-        vae=dict(hidden_dim=8, embed_dim=4, latent_len=7),
+        vae=dict(hidden_dim=4, embed_dim=4, latent_len=7),
         bigvgan=dict(upsample_rates=[3, 2], upsample_kernel_sizes=[6, 4], upsample_initial_channel=8,
                      resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], frames=11),
         bigvgan_v2=dict(upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], upsample_initial_channel=8,
@@ -302,6 +302,43 @@ def _chain_fixture(ctx, t, offset):
                      dict(vae=vcfg, vocoder=dict(h, use_tanh_at_final=True, use_bias_at_final=True)))
 
 
+@torch.no_grad()
+def _generate_fixture(ctx, t, offset):
+    """eval_utils.generate after feature extraction: video+text with a negative prompt, and text only (clip and
+    sync absent -> learned empty sequences), each through sampler, unnormalise, VAE decode and vocoder."""
+    from mmaudio.model.flow_matching import FlowMatching
+    from mmaudio.model.networks import MMAudio
+    ctx.seed_all(offset)
+    vcfg = _vae_cfg("16k", t)
+    dcfg = dict(_dit_cfg(t, False), latent_dim=vcfg["embed_dim"])
+    net = MMAudio(**dcfg).eval()
+    _randomize(net)
+    vae, vae_w = _build_vae("16k", vcfg["hidden_dim"], vcfg["embed_dim"])
+    h = _bigvgan_h(t, "bigvgan", vcfg["data_dim"], False)
+    voc, voc_w = _build_bigvgan(h, False)
+    bs, steps, cfg_strength = t["batch"], t["steps"], 4.5
+    x = _dit_inputs(dcfg, bs, dcfg["latent_seq_len"], dcfg["clip_seq_len"], dcfg["sync_seq_len"])
+    x0 = torch.randn(bs, dcfg["latent_seq_len"], dcfg["latent_dim"])
+    fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=steps)
+    outputs = {}
+    for case, clip_f, sync_f, neg in (("full", x["clip_f"], x["sync_f"], x["negative_text_f"]),
+                                      ("text_only", net.get_empty_clip_sequence(bs),
+                                       net.get_empty_sync_sequence(bs), None)):
+        cond = net.preprocess_conditions(clip_f, sync_f, x["text_f"])
+        empty = net.get_empty_conditions(bs, negative_text_features=neg)
+        x1 = fm.to_data(lambda tt, lat: net.ode_wrapper(tt, lat, cond, empty, cfg_strength), x0)
+        mel = vae.decode(net.unnormalize(x1.clone()).transpose(1, 2))
+        outputs.update({f"{case}_latents": x1, f"{case}_mel": mel, f"{case}_audio": voc(mel)})
+    weights = {f"net.{k}": v for k, v in _sd(net).items()}
+    weights.update({f"vae.{k}": v for k, v in vae_w.items()})
+    weights.update({f"vocoder.{k}": v for k, v in voc_w.items()})
+    inputs = dict(clip_f=x["clip_f"], sync_f=x["sync_f"], text_f=x["text_f"], negative_text_f=x["negative_text_f"],
+                  x0=x0)
+    ctx.save_fixture("generate_tiny_16k", "generate", weights, inputs, outputs,
+                     dict(net=dcfg, vae=vcfg, vocoder=dict(h, use_tanh_at_final=True, use_bias_at_final=True)),
+                     tolerance="sampler", num_steps=steps, cfg_strength=cfg_strength)
+
+
 def fixtures(ctx):
     t = TINY[ctx.config]
     bs = t["batch"]
@@ -319,6 +356,7 @@ def fixtures(ctx):
     _bigvgan_fixture(ctx, "bigvgan_v2_tiny_44k", "bigvgan_v2", 128, True, t, offset=10, legacy=False)
     _norm_fixture(ctx, t, offset=11)
     _chain_fixture(ctx, t, offset=12)
+    _generate_fixture(ctx, t, offset=13)
 
 
 # ---------------------------------------------------------------------------------------------------------------

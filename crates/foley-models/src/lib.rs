@@ -7,10 +7,12 @@ pub mod alias_free;
 mod alias_free_cpu;
 pub mod bigvgan;
 pub mod error;
+pub mod generate;
 pub mod mel;
 pub mod mmaudio;
 pub mod mmaudio_layers;
 pub mod sampler;
+pub mod sequence;
 pub mod vae;
 pub mod weights;
 

@@ -294,3 +294,62 @@ fn latent_to_waveform_chain_matches_reference() {
         assert_close(&format!("{n} audio"), &audio, f.output("audio"), f.tolerance());
     }
 }
+
+#[test]
+fn generate_matches_reference() {
+    use foley_models::generate::{Features, Generator};
+    use foley_models::{bigvgan, vae};
+    for f in found("generate") {
+        let n = name(&f);
+        let c = &f.meta["config"];
+        let net_cfg: DitConfig = serde_json::from_value(c["net"].clone()).unwrap();
+        let vae_cfg: vae::Config = serde_json::from_value(c["vae"].clone()).unwrap();
+        let voc_cfg: bigvgan::Config = serde_json::from_value(c["vocoder"].clone()).unwrap();
+        let vb = f.vb();
+        let net = MMAudio::new(vb.pp("net"), &net_cfg).unwrap();
+        let decoder = vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg).unwrap();
+        let vocoder = bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg).unwrap();
+        let g = Generator {
+            net: &net,
+            vae: &decoder,
+            vocoder: &vocoder,
+            fm: FlowMatching::new(f.meta["num_steps"].as_u64().unwrap() as usize),
+            cfg_strength: f.meta["cfg_strength"].as_f64().unwrap(),
+        };
+        let (clip_len, sync_len) = (net_cfg.clip_seq_len, net_cfg.sync_seq_len);
+        let full = Features {
+            clip: Some(f.input("clip_f")),
+            sync: Some(f.input("sync_f")),
+            text: Some(f.input("text_f")),
+            negative_text: Some(f.input("negative_text_f")),
+        };
+        let text_only = Features {
+            text: Some(f.input("text_f")),
+            ..Default::default()
+        };
+        for (case, feats) in [("full", full), ("text_only", text_only)] {
+            let out = g
+                .generate(&feats, f.input("x0"), clip_len, sync_len, &mut |_| {}, &|| false)
+                .unwrap();
+            let tol = f.tolerance();
+            assert_close(
+                &format!("{n} {case} latents"),
+                &out.latents,
+                f.output(&format!("{case}_latents")),
+                tol,
+            );
+            assert_close(
+                &format!("{n} {case} mel"),
+                &out.mel,
+                f.output(&format!("{case}_mel")),
+                tol,
+            );
+            assert_close(
+                &format!("{n} {case} audio"),
+                &out.audio,
+                f.output(&format!("{case}_audio")),
+                tol,
+            );
+        }
+    }
+}
