@@ -155,9 +155,9 @@ pub fn decode_audio_track(path: &Path, index: usize, sample_rate: u32, channels:
         Ok::<(), MediaError>(())
     };
     loop {
-        match packet.read(&mut input) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
+        match crate::open::next_packet(&mut input, &mut packet) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => return Err(MediaError::ff("reading audio", e)),
         }
         if packet.stream() != index {

@@ -108,9 +108,9 @@ pub fn sample_frames_multi(path: &Path, specs: &[SampleSpec], end_s: Option<f64>
     let mut packet = ff::Packet::empty();
     let mut more = true;
     while more {
-        match packet.read(&mut input) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
+        match crate::open::next_packet(&mut input, &mut packet) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => return Err(InputError::Corrupt { detail: e.to_string() }.into()),
         }
         if packet.stream() != info.video.index {

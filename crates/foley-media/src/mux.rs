@@ -168,9 +168,9 @@ fn write(video_in: &Path, info: &VideoInfo, pcm: &AudioBuffer, out: &Path, opts:
     let mut packet = ff::Packet::empty();
     let mut copied = 0u64;
     loop {
-        match packet.read(&mut input) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
+        match crate::open::next_packet(&mut input, &mut packet) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => return Err(MediaError::ff("reading video packets", e)),
         }
         if packet.stream() != info.video.index {

@@ -49,3 +49,18 @@ pub(crate) fn open_mov(path: &Path) -> Result<ff::format::context::Input> {
     }
 }
 
+
+/// Reads the next packet into `packet`, releasing what it held before (ffmpeg-next's `Packet::read` does not,
+/// and a reused packet would leak every buffer). `Ok(false)` at the end of the file.
+pub(crate) fn next_packet(
+    input: &mut ff::format::context::Input,
+    packet: &mut ff::Packet,
+) -> std::result::Result<bool, ff::Error> {
+    // SAFETY: the packet is valid; unref leaves it blank and reusable.
+    unsafe { ffi::av_packet_unref(ff::packet::Mut::as_mut_ptr(packet)) };
+    match packet.read(input) {
+        Ok(()) => Ok(true),
+        Err(ff::Error::Eof) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -168,9 +168,9 @@ fn scan_packets(
     let mut frame = ff::frame::Video::empty();
     let mut packet = ff::Packet::empty();
     loop {
-        match packet.read(input) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
+        match crate::open::next_packet(input, &mut packet) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => return Err(InputError::Corrupt { detail: e.to_string() }.into()),
         }
         if packet.stream() != vindex {
