@@ -353,3 +353,48 @@ fn generate_matches_reference() {
         }
     }
 }
+
+/// Not a parity check (the reference fixtures are f32): the half-precision paths GPUs use (RMSNorm eps by
+/// dtype, f32 LayerNorm/RoPE islands, unfused anti-aliased activation) run and stay close to the f32 result.
+#[test]
+fn half_precision_paths_run_and_stay_close() {
+    use candle_core::DType;
+    use foley_models::bigvgan::{BigVGAN, Config};
+    for f in found("mmaudio").into_iter().take(1) {
+        let cfg: DitConfig = f.config();
+        let vb = f.vb().set_dtype(DType::BF16);
+        let net = MMAudio::new(vb, &cfg).unwrap();
+        let bf = |t: &candle_core::Tensor| t.to_dtype(DType::BF16).unwrap();
+        let flow = net
+            .forward(
+                &bf(f.input("latent")),
+                &bf(f.input("clip_f")),
+                &bf(f.input("sync_f")),
+                &bf(f.input("text_f")),
+                &bf(f.input("t")),
+            )
+            .unwrap();
+        let want = f.output("flow");
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_keepdim(0)
+            .unwrap()
+            .max_keepdim(1)
+            .unwrap()
+            .max_keepdim(2)
+            .unwrap();
+        let scale = scale.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        let err = common::max_abs_diff(&flow, want);
+        eprintln!("bf16 {}: max_abs_err {err:.3e} (output scale {scale:.2})", name(&f));
+        assert!(err < 0.1 * scale, "bf16 flow too far from f32: {err}");
+    }
+    for f in found("bigvgan").into_iter().take(1) {
+        let cfg: Config = f.config();
+        let voc = BigVGAN::new(f.vb().set_dtype(DType::BF16), &cfg).unwrap();
+        let audio = voc.forward(&f.input("mel").to_dtype(DType::BF16).unwrap()).unwrap();
+        let err = common::max_abs_diff(&audio, f.output("audio"));
+        eprintln!("bf16 {}: max_abs_err {err:.3e}", name(&f));
+        assert!(err < 0.1, "bf16 audio too far from f32: {err}");
+    }
+}
