@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """One MM-DiT forward (`predict_flow`, the per-step part; conditions preprocessed once) at real shapes, random
 weights, f32 on CPU: the PyTorch reference and foley's candle port timed in the same run on the same machine.
+With --decode, also the 8 s VAE decode + 16 kHz BigVGAN (reference vs `--example decode_bench`).
 
-    python3 scripts/bench_dit.py [--variant small_16k] [--runs 5] [--threads N]
+    python3 scripts/bench_dit.py [--variant small_16k] [--runs 5] [--threads N] [--decode]
 
 The reference comes from the pinned checkout (see scripts/parity/common.py: --reference / $FOLEY_MMAUDIO_REF);
 the candle side is `cargo run --release -p foley-models --example dit_forward_bench`.
@@ -51,12 +52,38 @@ def bench_reference(variant, runs):
     return out
 
 
+def bench_reference_decode(seconds=8.0):
+    import torch
+    from mmaudio.ext.autoencoder.vae import get_my_vae
+    from mmaudio.ext.bigvgan.models import BigVGANVocoder
+    from omegaconf import OmegaConf
+    import mmaudio.ext.bigvgan as bv
+    torch.manual_seed(0)
+    vae = get_my_vae("16k").eval()
+    vae.remove_weight_norm()
+    voc = BigVGANVocoder(OmegaConf.load(Path(bv.__file__).parent / "bigvgan_vocoder.yml")).eval()
+    voc.remove_weight_norm()
+    latents = int(-(-seconds * 16000 // 512))
+    rows = []
+    with torch.inference_mode():
+        z = torch.randn(1, 20, latents)
+        start = time.perf_counter()
+        mel = vae.decode(z)
+        rows.append(dict(impl="torch", stage="vae_decode", s=round(time.perf_counter() - start, 3)))
+        mel = mel.tanh() * 0.1
+        start = time.perf_counter()
+        voc(mel).sum().item()
+        rows.append(dict(impl="torch", stage="vocoder", s=round(time.perf_counter() - start, 3)))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="small_16k")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--reference", default=os.environ.get("FOLEY_MMAUDIO_REF"))
+    ap.add_argument("--decode", action="store_true", help="also time the 8 s 16 kHz VAE decode + vocoder")
     args = ap.parse_args()
     import torch
     if args.threads:
@@ -72,6 +99,15 @@ def main():
     print(f"{'impl':8} {'batch':>5} {'median s':>9} {'min s':>7}")
     for r in rows:
         print(f"{r['impl']:8} {r['batch']:>5} {r['median_s']:>9.4f} {r['min_s']:>7.4f}")
+    if args.decode:
+        drows = bench_reference_decode()
+        res = subprocess.run(["cargo", "run", "-q", "--release", "-p", "foley-models", "--example", "decode_bench",
+                              "--", "16k", "8"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        drows += [dict(json.loads(line), impl="candle") for line in res.stdout.splitlines() if line.startswith("{")]
+        print(f"{'impl':8} {'stage':12} {'s':>7}   (8 s of 16 kHz audio)")
+        for r in drows:
+            print(f"{r['impl']:8} {r['stage']:12} {r['s']:>7.3f}")
+        rows += drows
     print(json.dumps(rows))
 
 
