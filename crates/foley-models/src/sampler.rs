@@ -28,6 +28,9 @@ pub struct Step {
 pub struct FlowMatching {
     pub num_steps: usize,
     pub min_sigma: f32,
+    /// Evaluate the guided and unguided branches as one batch of 2B (default) rather than two forwards of B
+    /// (half the peak activation memory, for tight GPUs).
+    pub batch_cfg: bool,
 }
 
 impl Default for FlowMatching {
@@ -35,6 +38,7 @@ impl Default for FlowMatching {
         Self {
             num_steps: 25,
             min_sigma: 0.0,
+            batch_cfg: true,
         }
     }
 }
@@ -94,7 +98,10 @@ impl FlowMatching {
             )));
         }
         let guided = cfg_strength >= 1.0;
-        let both = if guided {
+        // One batch of 2B when both branches have the same token counts (always, with CLIP's 77 text tokens) and
+        // `batch_cfg` is set; otherwise the two branches run as two forwards, as the reference does.
+        let same_shapes = cond.clip_f.dims() == uncond.clip_f.dims() && cond.text_f.dims() == uncond.text_f.dims();
+        let both = if guided && same_shapes && self.batch_cfg {
             Some(Conditions::cat(cond, uncond)?)
         } else {
             None
@@ -106,18 +113,19 @@ impl FlowMatching {
                 return Err(Error::Cancelled);
             }
             let (t, next_t) = (ts[i], ts[i + 1]);
-            let flow = match &both {
-                Some(both) => {
-                    let xx = Tensor::cat(&[&x, &x], 0)?;
-                    let tt = Tensor::full(t, 2 * b, x.device())?.to_dtype(x.dtype())?;
-                    let f = net.predict_flow(&xx, &tt, both)?;
+            let t_b = |n: usize| -> Result<Tensor> { Ok(Tensor::full(t, n, x.device())?.to_dtype(x.dtype())?) };
+            let flow = match (&both, guided) {
+                (Some(both), _) => {
+                    let f = net.predict_flow(&Tensor::cat(&[&x, &x], 0)?, &t_b(2 * b)?, both)?;
                     let (fc, fu) = (f.narrow(0, 0, b)?, f.narrow(0, b, b)?);
                     ((fc * cfg_strength)? + (fu * (1.0 - cfg_strength))?)?
                 }
-                None => {
-                    let tt = Tensor::full(t, b, x.device())?.to_dtype(x.dtype())?;
-                    net.predict_flow(&x, &tt, cond)?
+                (None, true) => {
+                    let fc = net.predict_flow(&x, &t_b(b)?, cond)?;
+                    let fu = net.predict_flow(&x, &t_b(b)?, uncond)?;
+                    ((fc * cfg_strength)? + (fu * (1.0 - cfg_strength))?)?
                 }
+                (None, false) => net.predict_flow(&x, &t_b(b)?, cond)?,
             };
             let dt = next_t - t;
             x = (x + (flow * dt as f64)?)?;

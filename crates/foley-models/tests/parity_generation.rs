@@ -161,6 +161,14 @@ fn sampler_matches_reference() {
             .unwrap();
         assert_eq!(seen, (1..=steps).collect::<Vec<_>>(), "{n}: one progress call per step");
         assert_close(&format!("{n} x1"), &x1, f.output("x1"), f.tolerance());
+        // the reference's way: cond and uncond as two forwards
+        let two = FlowMatching {
+            batch_cfg: false,
+            ..FlowMatching::new(steps)
+        }
+        .to_data(&net, x0, &cond, &uncond, cfg_strength, &mut |_| {}, &|| false)
+        .unwrap();
+        assert_close(&format!("{n} x1 (two forwards)"), &two, f.output("x1"), f.tolerance());
         let audio_latent = net.unnormalize(&x1).unwrap();
         assert_close(
             &format!("{n} unnormalized"),
