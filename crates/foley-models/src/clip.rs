@@ -95,6 +95,13 @@ impl ResidualAttentionBlock {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
+
+    /// The block's output for the class token only, `[B, 1, D]` (the last vision block: nothing else is
+    /// pooled), without a mask.
+    fn forward_cls(&self, x: &Tensor) -> Result<Tensor> {
+        let cls = (x.narrow(1, 0, 1)? + self.attn.forward_first(&self.ln_1.forward(x)?, 1)?)?;
+        &cls + self.mlp.forward(&self.ln_2.forward(&cls)?)?
+    }
 }
 
 /// open_clip `Transformer`: `resblocks.{i}`.
@@ -117,6 +124,18 @@ impl Transformer {
             x = block.forward(&x, mask)?;
         }
         Ok(x)
+    }
+
+    /// The class token after the last block, `[B, D]`: the last block is computed for that token only.
+    fn forward_cls(&self, x: &Tensor) -> Result<Tensor> {
+        let Some((last, rest)) = self.resblocks.split_last() else {
+            return x.narrow(1, 0, 1)?.squeeze(1);
+        };
+        let mut x = x.clone();
+        for block in rest {
+            x = block.forward(&x, None)?;
+        }
+        last.forward_cls(&x)?.squeeze(1)
     }
 }
 
@@ -160,9 +179,9 @@ impl ClipVisionTransformer {
         let width = self.class_embedding.dim(0)?;
         let cls = self.class_embedding.reshape((1, 1, width))?.broadcast_as((n, 1, width))?.to_dtype(x.dtype())?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positional_embedding)?;
-        let x = self.transformer.forward(&self.ln_pre.forward(&x)?, None)?;
-        // ln_post is per token: applying it to the class token alone is the same as to all, then pooling
-        let pooled = self.ln_post.forward(&x.i((.., 0))?.contiguous()?)?;
+        // class-token pooling: ln_post is per token, so it is applied to the class token alone
+        let cls = self.transformer.forward_cls(&self.ln_pre.forward(&x)?)?;
+        let pooled = self.ln_post.forward(&cls.contiguous()?)?;
         l2_normalize(&pooled.matmul(&self.proj)?)
     }
 

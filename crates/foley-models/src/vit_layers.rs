@@ -94,6 +94,13 @@ impl MultiheadAttention {
         let out = attention(&(q * self.scale)?, &k, &v, mask)?;
         self.out_proj.forward(&merge_heads(&out)?)
     }
+
+    /// The outputs of the first `n` queries only (all tokens still serve as keys and values): `[B, n, D]`.
+    pub fn forward_first(&self, x: &Tensor, n: usize) -> Result<Tensor> {
+        let (q, k, v) = split_qkv(&self.in_proj.forward(x)?, self.heads)?;
+        let out = attention(&(q.narrow(2, 0, n)? * self.scale)?, &k, &v, None)?;
+        self.out_proj.forward(&merge_heads(&out)?)
+    }
 }
 
 /// Two linears around an activation (`c_fc`/`c_proj` in CLIP, `fc1`/`fc2` in timm, `linear1`/`linear2` in
