@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use foley_models::weights::{check_manifest, Manifest, ManifestReport};
 use foley_models::{bigvgan, mmaudio, vae};
 
+/// The reference commit the manifests (and fixtures) are generated from.
+const REFERENCE_COMMIT: &str = "974010a026c731054592d8f777218bd9d85a6c24";
+
 fn manifest(name: &str) -> Manifest {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/manifests")
-        .join(format!("{name}.json"));
-    Manifest::load(&p).unwrap_or_else(|e| panic!("{e}"))
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/manifests").join(format!("{name}.json"));
+    let m = Manifest::load(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.config["reference_commit"].as_str(), Some(REFERENCE_COMMIT), "{name}: from another commit");
+    m
 }
 
 fn assert_exact(name: &str, report: ManifestReport, n_tensors: usize) {
