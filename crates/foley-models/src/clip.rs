@@ -7,6 +7,7 @@
 //!   after `ln_post`, projected by `proj`, L2-normalised -> `[T, 1024]` ([`ClipVisionTransformer::forward`]);
 //! - encodes the prompt with a patched `encode_text(normalize=True)` that stops before pooling: every token
 //!   after `ln_final`, L2-normalised -> `[77, 1024]` ([`ClipTextTransformer::forward`]).
+//!
 //! Paper: Radford et al., "Learning Transferable Visual Models From Natural Language Supervision" (2021);
 //! DFN: Fang et al., "Data Filtering Networks" (2023).
 

@@ -7,6 +7,7 @@
 //!   `Normalize(CLIP mean, std)`;
 //! - Synchformer: `Resize(224, BICUBIC)` (short side to 224), `CenterCrop(224)`, `ToDtype(float32, scale=True)`,
 //!   `Normalize(0.5, 0.5)`.
+//!
 //! On uint8 images torchvision resizes with torch's native uint8 kernel (`_upsample_bicubic2d_aa`): separable,
 //! horizontal pass then vertical, each with int16 fixed-point weights and rounding to uint8 in between; that
 //! is reproduced here bit-exactly. Frames arrive planar `[T, 3, H, W]`, u8 or f32 in [0, 1] (rounded to the
@@ -15,8 +16,10 @@
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
-/// open_clip / OpenAI CLIP normalisation (`FeaturesUtils.clip_preprocess`).
+/// open_clip / OpenAI CLIP normalisation (`FeaturesUtils.clip_preprocess`), digits as the reference writes them.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// Synchformer normalisation (`load_video`'s `sync_transform`).
 pub const SYNC_MEAN: [f32; 3] = [0.5; 3];
