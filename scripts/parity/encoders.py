@@ -266,9 +266,15 @@ def synchformer_fixture(ctx, t):
     _randomize(model)
     frames = _frames_u8(1, t["sync_frames"], 3, 224, 224)
     feats = FeaturesUtils.encode_video_with_sync(types.SimpleNamespace(synchformer=model), _sync_norm(frames))
-    ctx.save_fixture("synchformer", "synchformer", _sd(model), {"frames_u8": frames}, {"features": feats},
-                     _sync_config(t["sync"]),
-                     note="frames_u8 -> ToDtype(scale) + Normalize(0.5, 0.5) -> FeaturesUtils.encode_video_with_sync")
+    d = ctx.save_fixture("synchformer", "synchformer", _sd(model), {"frames_u8": frames}, {"features": feats},
+                         _sync_config(t["sync"]), checkpoint="checkpoint.pth",
+                         note="frames_u8 -> ToDtype(scale) + Normalize(0.5, 0.5) -> "
+                              "FeaturesUtils.encode_video_with_sync")
+    # A torch.save'd state dict shaped like synchformer_state_dict.pth: the visual encoder plus entries of the
+    # other Synchformer parts, which MMAudio's load_state_dict drops (so must our loader).
+    extra = {"afeat_extractor.patch_embed.proj.weight": torch.randn(4, 1, 2, 2), "transformer.pos_emb": torch.randn(3),
+             "vproj.weight": torch.randn(2, 2)}
+    torch.save(dict(_sd(model), **extra), d / "checkpoint.pth")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{DType, Tensor};
 use foley_models::clip_tokenizer::ClipTokenizer;
-use foley_models::{clip, preprocess, synchformer};
+use foley_models::{clip, preprocess, synchformer, weights};
 
 #[test]
 fn clip_tokenizer_ids_match_open_clip() {
@@ -77,6 +77,13 @@ fn synchformer_matches_reference() {
         common::assert_close(&what, &model.encode_video(&x, 0).unwrap(), fx.output("features"), fx.tolerance());
         let chunked = model.encode_video(&x, 1).unwrap();
         common::assert_close("synchformer chunked", &chunked, fx.output("features"), fx.tolerance());
+        // from a torch.save'd checkpoint holding other Synchformer parts too, as synchformer_state_dict.pth does
+        if let Some(file) = fx.meta["checkpoint"].as_str() {
+            let vb = weights::var_builder(fx.dir.join(file), DType::F32, &candle_core::Device::Cpu).unwrap();
+            let model = synchformer::Synchformer::new(vb, &cfg).expect("load from checkpoint");
+            let got = model.encode_video(&x, 0).unwrap();
+            common::assert_close("synchformer from .pth", &got, fx.output("features"), fx.tolerance());
+        }
     }
 }
 
