@@ -6,6 +6,15 @@
 
 use std::time::Instant;
 
+/// CPU time of the calling thread in seconds (Linux `/proc/thread-self/schedstat`); meaningful with
+/// `RAYON_NUM_THREADS=1`, when all compute runs on the main thread.
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use foley_models::{bigvgan, vae};
@@ -45,11 +54,12 @@ fn main() -> foley_models::Result<()> {
     let decoder_vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
     let decoder = vae::VaeDecoder::new(decoder_vb, &vae_cfg).unwrap_or(decoder);
     let z = Tensor::randn(0f32, 1.0, (1, vae_cfg.embed_dim, latents), &dev)?;
-    let start = Instant::now();
+    let (start, c0) = (Instant::now(), thread_cpu_s());
     let mel = decoder.decode(&z)?;
     mel.sum_all()?.to_scalar::<f32>()?;
+    let cpu = thread_cpu_s() - c0;
     println!(
-        "{{\"stage\": \"vae_decode\", \"mode\": \"{mode}\", \"latents\": {latents}, \"s\": {:.3}}}",
+        "{{\"stage\": \"vae_decode\", \"mode\": \"{mode}\", \"latents\": {latents}, \"s\": {:.3}, \"main_thread_cpu_s\": {cpu:.3}}}",
         start.elapsed().as_secs_f64()
     );
 
@@ -58,11 +68,12 @@ fn main() -> foley_models::Result<()> {
     randomize(&vm, &dev)?;
     let vocoder = bigvgan::BigVGAN::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &voc_cfg)?;
     let mel = (mel.tanh()? * 0.1)?; // keep the random network in a sane range
-    let start = Instant::now();
+    let (start, c0) = (Instant::now(), thread_cpu_s());
     let audio = vocoder.forward(&mel)?;
     audio.sum_all()?.to_scalar::<f32>()?;
+    let cpu = thread_cpu_s() - c0;
     println!(
-        "{{\"stage\": \"vocoder\", \"mode\": \"{mode}\", \"samples\": {}, \"s\": {:.3}}}",
+        "{{\"stage\": \"vocoder\", \"mode\": \"{mode}\", \"samples\": {}, \"s\": {:.3}, \"main_thread_cpu_s\": {cpu:.3}}}",
         audio.dim(2)?,
         start.elapsed().as_secs_f64()
     );

@@ -2,9 +2,16 @@
 //! 192 sync tokens, 77 text tokens) with random weights, f32 on CPU. Prints one JSON line per measurement.
 //!
 //! `cargo run --release -p foley-models --example dit_forward_bench -- [variant] [runs]`
-//! (scripts/bench_dit.py runs this next to the PyTorch reference in the same run).
+//! (scripts/bench_dit.py runs this next to the PyTorch reference in the same run). With `RAYON_NUM_THREADS=1`
+//! the compute runs on the main thread and its CPU time is reported too (robust on a busy machine).
 
 use std::time::Instant;
+
+/// CPU time of the calling thread in seconds (Linux `/proc/thread-self/schedstat`), if readable.
+fn thread_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(s.split_whitespace().next()?.parse::<f64>().ok()? * 1e-9)
+}
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -34,17 +41,24 @@ fn main() -> foley_models::Result<()> {
         let cond = net.preprocess_conditions(&clip, &sync, &text, cfg.latent_seq_len)?;
         net.predict_flow(&latent, &t, &cond)?; // warm-up
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..runs {
-            let start = Instant::now();
+            let (start, c0) = (Instant::now(), thread_cpu_s());
             let flow = net.predict_flow(&latent, &t, &cond)?;
             flow.sum_all()?.to_scalar::<f32>()?;
             times.push(start.elapsed().as_secs_f64());
+            if let (Some(a), Some(b)) = (c0, thread_cpu_s()) {
+                cpu.push(b - a);
+            }
         }
         times.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
+        let cpu_min = cpu.first().map(|c| format!("{c:.4}")).unwrap_or_else(|| "null".into());
         println!(
-            "{{\"impl\": \"candle\", \"variant\": \"{variant}\", \"what\": \"predict_flow\", \"batch\": {bs}, \"median_s\": {:.4}, \"min_s\": {:.4}, \"runs\": {runs}}}",
+            "{{\"impl\": \"candle\", \"variant\": \"{variant}\", \"what\": \"predict_flow\", \"batch\": {bs}, \"median_s\": {:.4}, \"min_s\": {:.4}, \"main_thread_cpu_min_s\": {cpu_min}, \"threads\": {}, \"runs\": {runs}}}",
             times[times.len() / 2],
-            times[0]
+            times[0],
+            candle_core::utils::get_num_threads()
         );
     }
     Ok(())

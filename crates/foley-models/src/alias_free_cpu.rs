@@ -86,24 +86,26 @@ impl CustomOp1 for FusedActivation {
         };
         let mut out = vec![0f32; b * c * t];
         let rows = b * c;
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(rows)
-            .max(1);
+        // as many threads as candle's own CPU kernels use (RAYON_NUM_THREADS or all cores)
+        let threads = candle_core::utils::get_num_threads().min(rows).max(1);
         let per = rows.div_ceil(threads);
-        std::thread::scope(|scope| {
-            for (chunk_idx, out_chunk) in out.chunks_mut(per * t).enumerate() {
-                let x = &x[chunk_idx * per * t..];
-                scope.spawn(move || {
-                    let mut buf = Vec::new();
-                    for (r, o) in out_chunk.chunks_mut(t).enumerate() {
-                        let row = chunk_idx * per + r;
-                        self.row(&x[r * t..(r + 1) * t], o, row % c, &mut buf);
-                    }
-                });
+        let run = |chunk_idx: usize, out_chunk: &mut [f32]| {
+            let mut buf = Vec::new();
+            for (r, o) in out_chunk.chunks_mut(t).enumerate() {
+                let row = chunk_idx * per + r;
+                self.row(&x[row * t..(row + 1) * t], o, row % c, &mut buf);
             }
-        });
+        };
+        if threads == 1 {
+            run(0, &mut out);
+        } else {
+            std::thread::scope(|scope| {
+                for (chunk_idx, out_chunk) in out.chunks_mut(per * t).enumerate() {
+                    let run = &run;
+                    scope.spawn(move || run(chunk_idx, out_chunk));
+                }
+            });
+        }
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
