@@ -22,8 +22,17 @@ fn main() -> candle_core::Result<()> {
     let varmap = VarMap::new();
     ClipVisionTransformer::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev).pp("visual"), &cfg)?;
     let mut weights = HashMap::new();
-    for (name, var) in varmap.data().lock().map_err(|e| candle_core::Error::Msg(e.to_string()))?.iter() {
-        let mean = if name.contains(".ln_") && name.ends_with(".weight") { 1f32 } else { 0f32 };
+    for (name, var) in varmap
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+        .iter()
+    {
+        let mean = if name.contains(".ln_") && name.ends_with(".weight") {
+            1f32
+        } else {
+            0f32
+        };
         weights.insert(name.clone(), Tensor::randn(mean, 0.02f32, var.shape(), &dev)?);
     }
     drop(varmap);
@@ -31,11 +40,14 @@ fn main() -> candle_core::Result<()> {
     eprintln!("init {:.1} s, rss {} MB", t.elapsed().as_secs_f64(), rss_mb());
     let x = Tensor::randn(0f32, 1f32, (frames, 3, cfg.image_size, cfg.image_size), &dev)?;
     for i in 0..repeats {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let y = model.forward(&x)?;
-        let s = t.elapsed().as_secs_f64();
-        println!("candle clip vision: {frames} frames in {s:.2} s ({:.2} s/frame) run {i} out {:?}",
-                 s / frames as f64, y.dims());
+        let (s, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+        println!(
+            "candle clip vision: {frames} frames in {s:.2} s ({:.2} s/frame) cpu {cpu:.1} s run {i} out {:?}",
+            s / frames as f64,
+            y.dims()
+        );
         eprintln!("rss {} MB", rss_mb());
     }
     Ok(())
@@ -49,4 +61,15 @@ fn rss_mb() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .map(|kb| kb / 1024)
         .unwrap_or(0)
+}
+
+/// User + system CPU time of this process (Linux, 100 Hz ticks), to compare work done on a shared machine.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some((rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
 }

@@ -1,2 +1,114 @@
 //! HTTP front of foley: inference.sh-compatible and Kling-style routes over a durable task queue,
-//! file store, webhooks, auth, metrics and the web page. Calls the pipeline; never model internals.
+//! file store, webhooks, auth, metrics and the web page. Calls the pipeline only through
+//! [`foley_pipeline::Engine`]; never model internals.
+//!
+//! Layout: [`routes`] (one module per API family), [`store`] (tasks and file records, SQLite),
+//! [`files`] (bytes), [`worker`] (the queue consumer), [`webhooks`], [`inputs`] (resolving and validating
+//! the input video), [`netguard`] (outbound HTTP under SSRF rules), [`auth`], [`signing`], [`metrics`],
+//! [`openapi`], [`page`].
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod inputs;
+pub mod metrics;
+pub mod netguard;
+pub mod openapi;
+pub mod page;
+pub mod render;
+pub mod routes;
+pub mod signing;
+pub mod store;
+pub mod types;
+pub mod webhooks;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use foley_pipeline::{CancelToken, Engine};
+use tokio::sync::{broadcast, Notify};
+
+pub use config::Config;
+pub use error::{ApiError, ServerError};
+
+/// Shared state of the handlers and workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn store::TaskStore>,
+    pub files: Arc<dyn files::FileStore>,
+    pub engine: Arc<dyn Engine>,
+    pub keys: Arc<auth::Keys>,
+    /// Task ids whose state changed (streams and the page listen).
+    pub events: broadcast::Sender<String>,
+    /// Wakes idle workers when a task is queued.
+    pub wake: Arc<Notify>,
+    /// Cancel tokens of the running tasks.
+    pub running: Arc<Mutex<HashMap<String, CancelToken>>>,
+    /// False until the engine is loaded and recovery is done; false again while shutting down.
+    pub ready: Arc<AtomicBool>,
+    pub shutting_down: Arc<AtomicBool>,
+    pub metrics: ::metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    /// Opens the store and file directory under `cfg.data_dir`.
+    pub async fn open(cfg: Config, engine: Arc<dyn Engine>) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let store = store::SqliteStore::open(&cfg.data_dir.join("foley.db")).await?;
+        let files = files::LocalFiles::new(&cfg.data_dir)?;
+        let keys = auth::Keys::new(&cfg.api_keys, cfg.no_auth);
+        Ok(AppState {
+            cfg: Arc::new(cfg),
+            store: Arc::new(store),
+            files: Arc::new(files),
+            engine,
+            keys: Arc::new(keys),
+            events: broadcast::channel(1024).0,
+            wake: Arc::new(Notify::new()),
+            running: Arc::new(Mutex::new(HashMap::new())),
+            ready: Arc::new(AtomicBool::new(false)),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            metrics: metrics::handle(),
+        })
+    }
+
+    /// Tells streams and the page that a task changed.
+    pub fn publish(&self, task_id: &str) {
+        let _ = self.events.send(task_id.to_string());
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` resolves: recovers unfinished tasks, starts the workers and
+/// re-sends pending webhooks, serves, then stops taking work and waits (bounded) for running tasks.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let rec = state.store.recover(state.cfg.max_attempts).await?;
+    if rec.requeued + rec.failed + rec.queued > 0 {
+        tracing::warn!(requeued = rec.requeued, failed = rec.failed, queued = rec.queued, "recovered unfinished tasks");
+    }
+    webhooks::resume_pending(&state).await;
+    let workers = worker::spawn(&state);
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!(addr = %listener.local_addr()?, model = state.engine.model(), "serving");
+    let app = routes::router(state.clone());
+    let st = state.clone();
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new tasks; waiting for running ones");
+            st.ready.store(false, Ordering::SeqCst);
+            st.shutting_down.store(true, Ordering::SeqCst);
+            st.wake.notify_waiters();
+        })
+        .await?;
+    worker::drain(&state, workers).await;
+    Ok(())
+}

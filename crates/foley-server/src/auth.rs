@@ -1,0 +1,67 @@
+//! Bearer API keys, compared in constant time (both sides hashed first, so lengths leak nothing either).
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Hashes of the accepted keys.
+#[derive(Clone, Default)]
+pub struct Keys {
+    hashes: Vec<[u8; 32]>,
+    open: bool,
+}
+
+impl Keys {
+    pub fn new(keys: &[String], open: bool) -> Self {
+        Keys { hashes: keys.iter().map(|k| Sha256::digest(k.trim().as_bytes()).into()).collect(), open }
+    }
+    /// Whether `presented` is one of the keys. Every key is compared, whatever matches.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        let mut ok = subtle::Choice::from(0);
+        for k in &self.hashes {
+            ok |= k.ct_eq(&h);
+        }
+        ok.into()
+    }
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+}
+
+/// Middleware: `Authorization: Bearer <key>` (or `Key <key>`), unless the server runs with `--no-auth`.
+pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.keys.is_open() {
+        return next.run(req).await;
+    }
+    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("Key ")).unwrap_or("");
+    if token.is_empty() {
+        return ApiError::unauthorized("No API key was sent; send the header `Authorization: Bearer <key>`.")
+            .into_response();
+    }
+    if !state.keys.accepts(token) {
+        metrics::counter!("foley_auth_failures_total").increment(1);
+        return ApiError::unauthorized("The API key is not valid for this server.").into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_exactly() {
+        let k = Keys::new(&["inf_abc".into(), "second".into()], false);
+        assert!(k.accepts("inf_abc") && k.accepts("second"));
+        assert!(!k.accepts("inf_ab") && !k.accepts("") && !k.accepts("inf_abcd"));
+        assert!(!Keys::new(&[], false).accepts("x"));
+    }
+}

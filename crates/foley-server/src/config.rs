@@ -1,0 +1,76 @@
+//! Server configuration (filled by the `foley serve` flags / `FOLEY_*` environment variables).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `serve` needs besides the engine.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the SQLite database (`foley.db`) and the files (`files/`) live.
+    pub data_dir: PathBuf,
+    /// Accepted Bearer keys. Empty with `no_auth` = open server (refused unless bound to loopback by the CLI).
+    pub api_keys: Vec<String>,
+    pub no_auth: bool,
+    /// Secret for signing download/upload URLs and webhooks (random per start when not given:
+    /// signed URLs then die with the process).
+    pub signing_secret: Vec<u8>,
+    /// How long signed download URLs stay valid.
+    pub url_ttl: Duration,
+    /// Tasks waiting (not yet running) beyond which submissions get 429.
+    pub queue_capacity: usize,
+    /// Generations run at once.
+    pub workers: usize,
+    /// Times a task is (re)started before a restart fails it instead of re-queueing it.
+    pub max_attempts: i64,
+    /// Acceptance limits of the input video.
+    pub limits: foley_media::Limits,
+    /// Allow URL inputs and webhooks to reach loopback/private/link-local addresses (tests, closed networks).
+    pub allow_private_urls: bool,
+    /// Timeout of one URL fetch.
+    pub fetch_timeout: Duration,
+    /// Webhook deliveries tried per event (exponential backoff from `webhook_backoff`).
+    pub webhook_attempts: u32,
+    pub webhook_backoff: Duration,
+    /// Absolute base URL for links (`https://foley.example.com`); default: what the request's Host says.
+    pub public_url: Option<String>,
+    /// Interval between heartbeat lines on task streams.
+    pub heartbeat: Duration,
+}
+
+impl Config {
+    /// Defaults for a data directory (no keys, so callers must set keys or `no_auth`).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            api_keys: Vec::new(),
+            no_auth: false,
+            signing_secret: rand::random::<[u8; 32]>().to_vec(),
+            url_ttl: Duration::from_secs(24 * 3600),
+            queue_capacity: 32,
+            workers: 1,
+            max_attempts: 2,
+            limits: foley_media::Limits::default(),
+            allow_private_urls: false,
+            fetch_timeout: Duration::from_secs(60),
+            webhook_attempts: 6,
+            webhook_backoff: Duration::from_secs(1),
+            public_url: None,
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    /// Secrets are redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("api_keys", &format!("[{} redacted]", self.api_keys.len()))
+            .field("no_auth", &self.no_auth)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("workers", &self.workers)
+            .field("allow_private_urls", &self.allow_private_urls)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,34 @@
+//! The OpenAPI document (utoipa), served at `/openapi.json`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{files, infsh, kling, ops, stream};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "foley", description = "Self-hosted video-to-audio: inference.sh-compatible and Kling-style APIs"),
+    paths(
+        infsh::run, infsh::get_task, infsh::cancel, infsh::delete_task, infsh::task_files, stream::stream,
+        files::create, files::get,
+        kling::create, kling::get, kling::list,
+        ops::health, ops::metrics, ops::openapi,
+    ),
+    components(schemas(infsh::RunBody, files::CreateFiles, files::NewFile, kling::KlingCreate, crate::types::TaskStatus)),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

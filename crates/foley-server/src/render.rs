@@ -1,0 +1,130 @@
+//! How stored tasks and files look on the wire: inference.sh task snapshots, File objects with signed URLs,
+//! Kling task envelopes.
+
+use serde_json::{json, Value};
+
+use crate::signing::{sign, Purpose};
+use crate::types::{now_ms, rfc3339, FileRef, FileRow, StoredOutput, TaskRow, TaskStatus};
+use crate::AppState;
+
+/// A signed, expiring download URL of a stored file.
+pub fn download_url(state: &AppState, base: &str, file_id: &str) -> String {
+    let expires = now_ms() / 1000 + state.cfg.url_ttl.as_secs() as i64;
+    let sig = sign(&state.cfg.signing_secret, Purpose::Download, file_id, expires);
+    format!("{base}/files/{file_id}/content?expires={expires}&sig={sig}")
+}
+
+/// A signed, expiring upload URL (the SDK's PUT carries no Authorization header).
+pub fn upload_url(state: &AppState, base: &str, file_id: &str) -> String {
+    let expires = now_ms() / 1000 + 3600;
+    let sig = sign(&state.cfg.signing_secret, Purpose::Upload, file_id, expires);
+    format!("{base}/files/{file_id}/upload?expires={expires}&sig={sig}")
+}
+
+/// The permanent `uri` of a file: what clients put into `input.video` (the server resolves it locally).
+pub fn file_uri(base: &str, file_id: &str) -> String {
+    format!("{base}/files/{file_id}")
+}
+
+/// An output File object: `uri` downloads it (signed), `filename`, `content_type`, `size`.
+pub fn file_ref(state: &AppState, base: &str, f: &FileRef) -> Value {
+    json!({
+        "id": f.id,
+        "uri": download_url(state, base, &f.id),
+        "filename": f.filename,
+        "content_type": f.content_type,
+        "size": f.size,
+    })
+}
+
+pub fn file_row(state: &AppState, base: &str, f: &FileRow) -> Value {
+    json!({
+        "id": f.id,
+        "uri": file_uri(base, &f.id),
+        "download_url": download_url(state, base, &f.id),
+        "filename": f.filename,
+        "content_type": f.content_type,
+        "size": f.size,
+        "role": f.role,
+        "created_at": rfc3339(f.created_at),
+    })
+}
+
+pub fn output(state: &AppState, base: &str, o: &StoredOutput) -> Value {
+    let mut v = json!({
+        "video": file_ref(state, base, &o.video),
+        "audio": file_ref(state, base, &o.audio),
+        "duration": o.duration,
+        "sample_rate": o.sample_rate,
+        "seed": o.seed,
+        "model": o.model,
+        "settings": o.settings,
+    });
+    if let Some(s) = &o.sfx_audio {
+        v["sfx_audio"] = file_ref(state, base, s);
+    }
+    if let Some(b) = &o.bgm_audio {
+        v["bgm_audio"] = file_ref(state, base, b);
+    }
+    v
+}
+
+/// The inference.sh task object (every snapshot, GET and `/apps/run` answer).
+pub fn task(state: &AppState, t: &TaskRow) -> Value {
+    json!({
+        "id": t.id,
+        "app": t.app,
+        "status": t.status,
+        "status_name": t.status.name(),
+        "progress": t.progress,
+        "stage": t.stage,
+        "input": t.input,
+        "output": t.output.as_ref().map(|o| output(state, &t.base_url, o)),
+        "error": t.error,
+        "logs": t.logs,
+        "session_id": Value::Null,
+        "webhook": t.webhook,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+    })
+}
+
+/// The webhook payload of an inference.sh task (the hosted page's documented shape).
+pub fn webhook_payload(state: &AppState, t: &TaskRow) -> Value {
+    json!({
+        "id": t.id,
+        "status": t.status,
+        "output": t.output.as_ref().map(|o| output(state, &t.base_url, o)),
+        "error": t.error.clone().unwrap_or_default(),
+        "session_id": Value::Null,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+    })
+}
+
+/// Kling's `data` object of a task.
+pub fn kling_task(state: &AppState, t: &TaskRow) -> Value {
+    let mut d = json!({
+        "task_id": t.id,
+        "task_status": t.status.kling(),
+        "task_status_msg": t.error.clone().unwrap_or_default(),
+        "task_info": {"external_task_id": t.external_id},
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    });
+    if t.status == TaskStatus::Completed {
+        if let Some(o) = &t.output {
+            let b = &t.base_url;
+            d["task_result"] = json!({
+                "videos": [{"id": o.video.id, "url": download_url(state, b, &o.video.id), "duration": format!("{:.2}", o.duration)}],
+                "audios": [{"id": o.audio.id, "url_wav": download_url(state, b, &o.audio.id), "duration_wav": format!("{:.2}", o.duration)}],
+            });
+        }
+    }
+    d
+}
+
+/// Kling's envelope around `data`.
+pub fn kling_envelope(data: Value) -> Value {
+    json!({"code": 0, "message": "SUCCEED", "request_id": uuid::Uuid::new_v4().to_string(), "data": data})
+}

@@ -1,0 +1,141 @@
+//! Files: `POST /files` announces uploads and hands out signed `PUT` URLs (the SDK's PUT has no
+//! Authorization header), `GET /files/{id}` (with a key) and `GET /files/{id}/content?expires&sig`
+//! (signed, no key: for players and browsers; ranges supported) download.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+use super::{base_url, envelope};
+use crate::error::ApiError;
+use crate::signing::{verify, Purpose};
+use crate::types::{now_ms, FileRow};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CreateFiles {
+    pub files: Vec<NewFile>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewFile {
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    pub size: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/files", tag = "files", request_body = CreateFiles,
+    responses((status = 200, description = "{data: [{id, uri, upload_url, ...}]}"), (status = 413, description = "Over the size limit")))]
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<CreateFiles>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
+    if body.files.is_empty() || body.files.len() > 16 {
+        return Err(ApiError::bad_request("files: give between 1 and 16 files."));
+    }
+    let base = base_url(&state, &headers);
+    let max = state.cfg.limits.max_file_size as i64;
+    let mut out = Vec::new();
+    for f in body.files {
+        let size = f.size.unwrap_or(0);
+        if size > max {
+            return Err(ApiError::too_large(format!("files: the file is {:.1} MB; the limit is {:.1} MB.", size as f64 / 1e6, max as f64 / 1e6)));
+        }
+        let filename: String = f.filename.filter(|n| !n.is_empty()).unwrap_or_else(|| "upload".into()).chars().filter(|c| !c.is_control() && *c != '/' && *c != '\\').take(200).collect();
+        let row = FileRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            filename,
+            content_type: f.content_type.filter(|c| !c.is_empty()).unwrap_or_else(|| "application/octet-stream".into()),
+            size,
+            uploaded: false,
+            task_id: None,
+            role: "upload".into(),
+            created_at: now_ms(),
+        };
+        state.store.insert_file(&row).await?;
+        out.push(json!({
+            "id": row.id,
+            "uri": crate::render::file_uri(&base, &row.id),
+            "upload_url": crate::render::upload_url(&state, &base, &row.id),
+            "filename": row.filename,
+            "content_type": row.content_type,
+            "size": row.size,
+            "created_at": crate::types::rfc3339(row.created_at),
+        }));
+    }
+    Ok(envelope(Value::Array(out)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Signed {
+    pub expires: Option<i64>,
+    pub sig: Option<String>,
+}
+
+fn check_sig(state: &AppState, purpose: Purpose, id: &str, q: &Signed) -> Result<(), ApiError> {
+    let (Some(exp), Some(sig)) = (q.expires, q.sig.as_deref()) else {
+        return Err(ApiError::forbidden("This URL is not signed."));
+    };
+    if !verify(&state.cfg.signing_secret, purpose, id, exp, sig, now_ms() / 1000) {
+        return Err(ApiError::forbidden("This URL's signature is invalid or has expired."));
+    }
+    Ok(())
+}
+
+/// `PUT /files/{id}/upload?expires&sig`: the bytes of an announced file (streamed, size-capped).
+pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<Signed>, body: Body) -> Result<StatusCode, ApiError> {
+    check_sig(&state, Purpose::Upload, &id, &q)?;
+    let f = state.store.get_file(&id).await?.ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
+    if f.uploaded {
+        return Err(ApiError::conflict("This file has already been uploaded."));
+    }
+    let max = state.cfg.limits.max_file_size;
+    let tmp = state.files.scratch_dir().join(format!("up-{id}"));
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(crate::ServerError::from)?;
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The upload was interrupted: {e}.")))?;
+        total += chunk.len() as u64;
+        if total > max {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(ApiError::too_large(format!("The upload is over the {:.1} MB limit.", max as f64 / 1e6)));
+        }
+        file.write_all(&chunk).await.map_err(crate::ServerError::from)?;
+    }
+    file.flush().await.map_err(crate::ServerError::from)?;
+    drop(file);
+    state.files.put_path(&id, &tmp).await?;
+    state.store.mark_uploaded(&id, total as i64).await?;
+    Ok(StatusCode::OK)
+}
+
+#[utoipa::path(get, path = "/files/{id}", tag = "files", responses((status = 200, description = "The file's bytes (with an API key)")))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    serve(&state, &id, req).await
+}
+
+/// `GET /files/{id}/content?expires&sig`: a signed download.
+pub async fn content(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<Signed>, req: Request) -> Result<Response, ApiError> {
+    check_sig(&state, Purpose::Download, &id, &q)?;
+    serve(&state, &id, req).await
+}
+
+async fn serve(state: &AppState, id: &str, req: Request) -> Result<Response, ApiError> {
+    let f = state.store.get_file(id).await?.filter(|f| f.uploaded).ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
+    let path = state.files.local_path(id).await?;
+    let mut resp = tower_http::services::ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError::internal(e.to_string()))?.map(Body::new);
+    if let Ok(v) = HeaderValue::from_str(&f.content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}\"", f.filename.replace('"', ""))) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}

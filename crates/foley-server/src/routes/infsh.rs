@@ -1,0 +1,191 @@
+//! inference.sh protocol: `POST /apps/run`, `GET|DELETE /tasks/{id}`, `POST /tasks/{id}/cancel`,
+//! `GET /tasks/{id}/files`. Shapes follow what the `inferencesh` SDK 0.36 sends and parses.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{base_url, envelope};
+use crate::error::ApiError;
+use crate::types::{now_ms, Api, NewTask, TaskStatus};
+use crate::AppState;
+
+/// The app this server runs, as the hosted service names it.
+pub const APP: &str = "klingai/video-to-audio";
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct RunBody {
+    /// `klingai/video-to-audio`, optionally `@version` (any version runs the loaded model).
+    pub app: Option<String>,
+    pub input: Option<Value>,
+    /// Called with the task when it ends.
+    pub webhook: Option<String>,
+}
+
+/// Whether `app` names this server's app (`klingai/video-to-audio[@version][:function]`).
+pub fn is_our_app(app: &str) -> bool {
+    let name = app.split('@').next().unwrap_or("").split(':').next().unwrap_or("");
+    name.eq_ignore_ascii_case(APP) || name.eq_ignore_ascii_case("foley/video-to-audio")
+}
+
+/// What both front doors share: check the input, validate the video, persist as queued (or 429).
+pub async fn submit(
+    state: &AppState,
+    api: Api,
+    app: &str,
+    input: Value,
+    webhook: Option<String>,
+    external_id: Option<String>,
+    base: String,
+) -> Result<crate::types::TaskRow, ApiError> {
+    if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "The server is shutting down; retry shortly."));
+    }
+    let (queued, _) = state.store.depth().await?;
+    if queued as usize >= state.cfg.queue_capacity {
+        return Err(full(state));
+    }
+    let video = match input.get("video") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(o)) => o.get("uri").and_then(Value::as_str).unwrap_or_default().to_string(),
+        Some(Value::Null) | None => String::new(),
+        Some(_) => return Err(ApiError::invalid("video: must be a string (a file uri, an http(s) URL or a data URI).")),
+    };
+    // Field rules first (cheap), then the video (may download and decode).
+    crate::inputs::build_request(state, &input, std::path::Path::new("-"))?;
+    if let Some(w) = &webhook {
+        crate::netguard::check_url(w, state.cfg.allow_private_urls)
+            .await
+            .map_err(|e| ApiError::invalid(format!("webhook: {}", crate::error::sentence(&e.to_string()))))?;
+    }
+    let v = crate::inputs::resolve_video(state, "video", &video).await?;
+    let request = crate::inputs::build_request(state, &input, &v.path)?;
+    let task = NewTask {
+        id: uuid::Uuid::new_v4().to_string(),
+        api,
+        app: app.to_string(),
+        input,
+        request,
+        input_file_id: Some(v.file_id),
+        webhook,
+        external_id,
+        base_url: base,
+        created_at: now_ms(),
+    };
+    if !state.store.admit(&task, state.cfg.queue_capacity).await? {
+        return Err(full(state));
+    }
+    metrics::counter!("foley_tasks_submitted_total", "api" => api.as_str()).increment(1);
+    tracing::info!(task = %task.id, api = api.as_str(), "queued");
+    state.wake.notify_one();
+    state.publish(&task.id);
+    state.store.get(&task.id).await?.ok_or_else(|| ApiError::internal("The task vanished after it was stored."))
+}
+
+fn full(state: &AppState) -> ApiError {
+    metrics::counter!("foley_tasks_refused_total", "reason" => "queue_full").increment(1);
+    ApiError::busy(
+        format!("The queue is full ({} tasks waiting); retry later.", state.cfg.queue_capacity),
+        5,
+    )
+}
+
+#[utoipa::path(post, path = "/apps/run", tag = "inference.sh", request_body = RunBody,
+    responses((status = 200, description = "The queued task, in {data: task}"), (status = 404, description = "Unknown app"),
+        (status = 422, description = "Invalid input (detail names the field and the rule)"), (status = 429, description = "Queue full")))]
+pub async fn run(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
+    let app = body.app.unwrap_or_default();
+    if !is_our_app(&app) {
+        return Err(ApiError::not_found(format!("The app {app:?} does not exist on this server; it serves {APP}.")));
+    }
+    let input = body.input.unwrap_or(Value::Null);
+    if !input.is_object() {
+        return Err(ApiError::invalid("input: must be an object with at least `video`."));
+    }
+    let task = submit(&state, Api::Infsh, &app, input, body.webhook.filter(|w| !w.is_empty()), None, base_url(&state, &headers)).await?;
+    Ok(envelope(crate::render::task(&state, &task)).into_response())
+}
+
+#[utoipa::path(get, path = "/tasks/{id}", tag = "inference.sh", responses((status = 200, description = "The task, in {data: task}"), (status = 404)))]
+pub async fn get_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let t = load(&state, &id).await?;
+    Ok(envelope(crate::render::task(&state, &t)).into_response())
+}
+
+pub async fn load(state: &AppState, id: &str) -> Result<crate::types::TaskRow, ApiError> {
+    state.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("There is no task {id}.")))
+}
+
+#[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "inference.sh", responses((status = 204, description = "Cancelled (or cancelling: a running task stops at its next step)"), (status = 409, description = "Already ended")))]
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let t = load(&state, &id).await?;
+    if t.status == TaskStatus::Cancelled {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if t.status.is_terminal() {
+        return Err(ApiError::conflict(format!("The task has already ended ({}); there is nothing to cancel.", t.status.name())));
+    }
+    if state.store.cancel_queued(&id).await? {
+        tracing::info!(task = %id, "cancelled while queued");
+        state.publish(&id);
+        crate::webhooks::on_terminal(&state, &id);
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let token = state.running.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+    if let Some(token) = token {
+        token.cancel();
+        state.store.mark_cancelling(&id).await?;
+        tracing::info!(task = %id, "cancelling while running");
+        state.publish(&id);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub files: Option<String>,
+}
+
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "inference.sh", params(("files" = Option<bool>, Query, description = "Also delete its input and output files")),
+    responses((status = 204), (status = 409, description = "Still running")))]
+pub async fn delete_task(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<StatusCode, ApiError> {
+    let t = load(&state, &id).await?;
+    if !t.status.is_terminal() {
+        return Err(ApiError::conflict("The task has not ended; cancel it first, then delete it."));
+    }
+    let files = if matches!(q.files.as_deref(), Some("true" | "1")) { state.store.task_files(&id).await? } else { Vec::new() };
+    state.store.delete(&id).await?;
+    for f in files {
+        state.files.delete(&f.id).await?;
+        state.store.delete_file(&f.id).await?;
+    }
+    if matches!(q.files.as_deref(), Some("true" | "1")) {
+        if let Some(fid) = &t.input_file_id {
+            state.files.delete(fid).await?;
+            state.store.delete_file(fid).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/tasks/{id}/files", tag = "inference.sh", responses((status = 200, description = "The task's input and output files")))]
+pub async fn task_files(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>) -> Result<Response, ApiError> {
+    let t = load(&state, &id).await?;
+    let base = base_url(&state, &headers);
+    let mut rows = Vec::new();
+    if let Some(fid) = &t.input_file_id {
+        if let Some(mut f) = state.store.get_file(fid).await? {
+            f.role = "input".into();
+            rows.push(f);
+        }
+    }
+    rows.extend(state.store.task_files(&id).await?);
+    let role = q.get("role");
+    let list: Vec<Value> = rows.iter().filter(|f| role.is_none_or(|r| *r == f.role)).map(|f| crate::render::file_row(&state, &base, f)).collect();
+    Ok(envelope(Value::Array(list)).into_response())
+}

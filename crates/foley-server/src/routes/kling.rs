@@ -1,0 +1,118 @@
+//! Kling-style REST: `POST /v1/audio/video-to-audio`, `GET /v1/audio/video-to-audio/{task_id|external_task_id}`,
+//! `GET /v1/audio/video-to-audio?pageNum&pageSize`. Kling envelopes (`code`, `message`, `request_id`, `data`);
+//! errors carry a non-zero `code` and the sentence in `message`, with the HTTP status.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::base_url;
+use crate::error::ApiError;
+use crate::render::{kling_envelope, kling_task};
+use crate::types::Api;
+use crate::AppState;
+
+/// An [`ApiError`] in Kling's shape.
+pub struct KlingError(pub ApiError);
+
+impl From<ApiError> for KlingError {
+    fn from(e: ApiError) -> Self {
+        KlingError(e)
+    }
+}
+
+impl IntoResponse for KlingError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let code = match e.status {
+            StatusCode::UNAUTHORIZED => 1000,
+            StatusCode::NOT_FOUND => 1203,
+            StatusCode::TOO_MANY_REQUESTS => 1303,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => 1201,
+            s if s.is_server_error() => 5000,
+            _ => 1200,
+        };
+        let mut resp = (e.status, Json(json!({"code": code, "message": e.detail, "request_id": uuid::Uuid::new_v4().to_string()}))).into_response();
+        if let Some(s) = e.retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, s.into());
+        }
+        resp
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KlingCreate {
+    pub video_id: Option<String>,
+    pub video_url: Option<String>,
+    #[serde(default)]
+    pub sound_effect_prompt: Option<String>,
+    #[serde(default)]
+    pub bgm_prompt: Option<String>,
+    #[serde(default)]
+    pub asmr_mode: Option<bool>,
+    pub external_task_id: Option<String>,
+    pub callback_url: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/audio/video-to-audio", tag = "kling", request_body = KlingCreate,
+    responses((status = 200, description = "Kling envelope with task_id, task_status submitted")))]
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<KlingCreate>, axum::extract::rejection::JsonRejection>) -> Result<Response, KlingError> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
+    let video = match (b.video_id.filter(|s| !s.is_empty()), b.video_url.filter(|s| !s.is_empty())) {
+        (Some(id), None) => id,
+        (None, Some(url)) => url,
+        _ => return Err(ApiError::invalid("video_id / video_url: give exactly one of them.").into()),
+    };
+    if let Some(ext) = &b.external_task_id {
+        if state.store.get_by_external(ext).await.map_err(ApiError::from)?.is_some() {
+            return Err(ApiError::conflict(format!("external_task_id: {ext:?} is already used by another task.")).into());
+        }
+    }
+    let mut input = json!({"video": video});
+    if let Some(p) = b.sound_effect_prompt {
+        input["sound_effect_prompt"] = p.into();
+    }
+    if let Some(p) = b.bgm_prompt {
+        input["bgm_prompt"] = p.into();
+    }
+    if let Some(a) = b.asmr_mode {
+        input["asmr_mode"] = a.into();
+    }
+    let webhook = b.callback_url.filter(|c| !c.is_empty());
+    let t = super::infsh::submit(&state, Api::Kling, super::infsh::APP, input, webhook, b.external_task_id, base_url(&state, &headers)).await?;
+    Ok(Json(kling_envelope(kling_task(&state, &t))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/audio/video-to-audio/{id}", tag = "kling", responses((status = 200, description = "Kling envelope of the task (by task_id or external_task_id)")))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, KlingError> {
+    let t = match state.store.get(&id).await.map_err(ApiError::from)? {
+        Some(t) => Some(t),
+        None => state.store.get_by_external(&id).await.map_err(ApiError::from)?,
+    };
+    let t = t.ok_or_else(|| ApiError::not_found(format!("There is no task {id}.")))?;
+    Ok(Json(kling_envelope(kling_task(&state, &t))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub page_num: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/audio/video-to-audio", tag = "kling", params(("pageNum" = Option<i64>, Query), ("pageSize" = Option<i64>, Query)),
+    responses((status = 200, description = "Kling envelope with a list of tasks, newest first")))]
+pub async fn list(State(state): State<AppState>, Query(p): Query<Page>) -> Result<Response, KlingError> {
+    let num = p.page_num.unwrap_or(1);
+    let size = p.page_size.unwrap_or(30);
+    if num < 1 || !(1..=500).contains(&size) {
+        return Err(ApiError::invalid("pageNum must be at least 1 and pageSize between 1 and 500.").into());
+    }
+    let (rows, _total) = state.store.list(Api::Kling.as_str(), (num - 1) * size, size).await.map_err(ApiError::from)?;
+    let data: Vec<Value> = rows.iter().map(|t| kling_task(&state, t)).collect();
+    Ok(Json(kling_envelope(Value::Array(data))).into_response())
+}

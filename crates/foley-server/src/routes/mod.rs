@@ -1,0 +1,60 @@
+//! The router: one module per API family.
+
+pub mod files;
+pub mod infsh;
+pub mod kling;
+pub mod ops;
+pub mod stream;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, post, put};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+
+/// JSON bodies (data URIs included) are capped a little above the video size limit.
+fn json_limit(state: &AppState) -> usize {
+    (state.cfg.limits.max_file_size as usize).saturating_mul(4) / 3 + 64 * 1024
+}
+
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/apps/run", post(infsh::run))
+        .route("/tasks/{id}", get(infsh::get_task).delete(infsh::delete_task))
+        .route("/tasks/{id}/stream", get(stream::stream))
+        .route("/tasks/{id}/cancel", post(infsh::cancel))
+        .route("/tasks/{id}/files", get(infsh::task_files))
+        .route("/files", post(files::create))
+        .route("/files/{id}", get(files::get))
+        .route("/v1/audio/video-to-audio", post(kling::create).get(kling::list))
+        .route("/v1/audio/video-to-audio/{id}", get(kling::get))
+        .layer(DefaultBodyLimit::max(json_limit(&state)))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_key));
+    let open = Router::new()
+        .route("/files/{id}/upload", put(files::upload).layer(DefaultBodyLimit::disable()))
+        .route("/files/{id}/content", get(files::content))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/", get(crate::page::index));
+    authed.merge(open).layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+/// Scheme and authority for absolute URLs: the configured public URL, else what the request's Host says.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.cfg.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers.get("x-forwarded-host").or_else(|| headers.get(http::header::HOST));
+    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let proto = headers.get("x-forwarded-proto").and_then(|p| p.to_str().ok()).unwrap_or("http");
+    let proto = if proto == "https" { "https" } else { "http" };
+    format!("{proto}://{host}")
+}
+
+/// The `{"data": ..., "messages": []}` envelope the SDK unwraps.
+pub fn envelope(data: serde_json::Value) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"data": data, "messages": []}))
+}

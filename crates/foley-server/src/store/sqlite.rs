@@ -1,0 +1,371 @@
+//! SQLite task store (sqlx). WAL journal with `synchronous=FULL`: a task is on disk before its 2xx is sent.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{Recovery, Result, TaskStore};
+use crate::error::ServerError;
+use crate::types::{now_ms, Api, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    api TEXT NOT NULL,
+    app TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    request TEXT NOT NULL,
+    input_file_id TEXT,
+    output TEXT,
+    error TEXT,
+    logs TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0,
+    stage TEXT,
+    webhook TEXT,
+    webhook_pending INTEGER NOT NULL DEFAULT 0,
+    external_id TEXT UNIQUE,
+    base_url TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, seq);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uploaded INTEGER NOT NULL,
+    task_id TEXT,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_task ON files(task_id);
+"#;
+
+const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
+    webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its schema.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| ServerError::Corrupt(e.to_string()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| ServerError::Corrupt(format!("{what}: {e}")))
+}
+
+fn task_row(r: &SqliteRow) -> Result<TaskRow> {
+    let status: i64 = r.try_get("status")?;
+    let output: Option<String> = r.try_get("output")?;
+    Ok(TaskRow {
+        id: r.try_get("id")?,
+        api: Api::parse(&r.try_get::<String, _>("api")?),
+        app: r.try_get("app")?,
+        status: TaskStatus::try_from(status).map_err(ServerError::Corrupt)?,
+        input: parse(&r.try_get::<String, _>("input")?, "input")?,
+        request: parse(&r.try_get::<String, _>("request")?, "request")?,
+        input_file_id: r.try_get("input_file_id")?,
+        output: output.map(|o| parse(&o, "output")).transpose()?,
+        error: r.try_get("error")?,
+        logs: r.try_get("logs")?,
+        progress: r.try_get::<f64, _>("progress")? as f32,
+        stage: r.try_get("stage")?,
+        webhook: r.try_get("webhook")?,
+        webhook_pending: r.try_get::<i64, _>("webhook_pending")? != 0,
+        external_id: r.try_get("external_id")?,
+        base_url: r.try_get("base_url")?,
+        attempts: r.try_get("attempts")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn file_row(r: &SqliteRow) -> Result<FileRow> {
+    Ok(FileRow {
+        id: r.try_get("id")?,
+        filename: r.try_get("filename")?,
+        content_type: r.try_get("content_type")?,
+        size: r.try_get("size")?,
+        uploaded: r.try_get::<i64, _>("uploaded")? != 0,
+        task_id: r.try_get("task_id")?,
+        role: r.try_get("role")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn log_line(ms: i64, text: &str) -> String {
+    format!("[{}] {}\n", crate::types::rfc3339(ms), text)
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn admit(&self, t: &NewTask, capacity: usize) -> Result<bool> {
+        let logs = log_line(t.created_at, "queued");
+        let res = sqlx::query(
+            "INSERT INTO tasks (id, api, app, status, input, request, input_file_id, webhook, external_id, base_url, \
+             logs, created_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             WHERE (SELECT COUNT(*) FROM tasks WHERE status = ?) < ?",
+        )
+        .bind(&t.id)
+        .bind(t.api.as_str())
+        .bind(&t.app)
+        .bind(TaskStatus::Queued as i64)
+        .bind(json(&t.input)?)
+        .bind(json(&t.request)?)
+        .bind(&t.input_file_id)
+        .bind(&t.webhook)
+        .bind(&t.external_id)
+        .bind(&t.base_url)
+        .bind(logs)
+        .bind(t.created_at)
+        .bind(t.created_at)
+        .bind(TaskStatus::Queued as i64)
+        .bind(capacity as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<TaskRow>> {
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?");
+        sqlx::query(&q).bind(id).fetch_optional(&self.pool).await?.as_ref().map(task_row).transpose()
+    }
+
+    async fn get_by_external(&self, external_id: &str) -> Result<Option<TaskRow>> {
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE external_id = ?");
+        sqlx::query(&q).bind(external_id).fetch_optional(&self.pool).await?.as_ref().map(task_row).transpose()
+    }
+
+    async fn list(&self, api: &str, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE api = ? ORDER BY seq DESC LIMIT ? OFFSET ?");
+        let rows = sqlx::query(&q).bind(api).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE api = ?").bind(api).fetch_one(&self.pool).await?;
+        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
+    }
+
+    async fn claim_next(&self) -> Result<Option<TaskRow>> {
+        let now = now_ms();
+        let q = format!(
+            "UPDATE tasks SET status = ?, attempts = attempts + 1, started_at = ?, updated_at = ?, \
+             logs = logs || ? \
+             WHERE seq = (SELECT seq FROM tasks WHERE status = ? ORDER BY seq LIMIT 1) AND status = ? \
+             RETURNING {TASK_COLS}"
+        );
+        let row = sqlx::query(&q)
+            .bind(TaskStatus::Running as i64)
+            .bind(now)
+            .bind(now)
+            .bind(log_line(now, "running"))
+            .bind(TaskStatus::Queued as i64)
+            .bind(TaskStatus::Queued as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(task_row).transpose()
+    }
+
+    async fn progress(&self, id: &str, status: TaskStatus, percent: f32, stage: &str, log: Option<&str>) -> Result<()> {
+        let now = now_ms();
+        let line = log.map(|l| log_line(now, l)).unwrap_or_default();
+        sqlx::query(
+            "UPDATE tasks SET status = CASE WHEN status = ? THEN status ELSE ? END, progress = ?, stage = ?, \
+             updated_at = ?, logs = logs || ? WHERE id = ? AND status < 10",
+        )
+        .bind(TaskStatus::Cancelling as i64)
+        .bind(status as i64)
+        .bind(percent as f64)
+        .bind(stage)
+        .bind(now)
+        .bind(line)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        output: Option<&StoredOutput>,
+        error: Option<&str>,
+        log: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let output = output.map(json).transpose()?;
+        let progress_sql = if status == TaskStatus::Completed { "100" } else { "progress" };
+        let q = format!(
+            "UPDATE tasks SET status = ?, output = ?, error = ?, progress = {progress_sql}, updated_at = ?, \
+             finished_at = ?, logs = logs || ?, webhook_pending = (webhook IS NOT NULL) WHERE id = ? AND status < 10"
+        );
+        let res = sqlx::query(&q)
+            .bind(status as i64)
+            .bind(output)
+            .bind(error)
+            .bind(now)
+            .bind(now)
+            .bind(log_line(now, log))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn cancel_queued(&self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE tasks SET status = ?, error = ?, updated_at = ?, finished_at = ?, logs = logs || ?, \
+             webhook_pending = (webhook IS NOT NULL) WHERE id = ? AND status = ?",
+        )
+        .bind(TaskStatus::Cancelled as i64)
+        .bind("The task was cancelled before it started.")
+        .bind(now)
+        .bind(now)
+        .bind(log_line(now, "cancelled while queued"))
+        .bind(id)
+        .bind(TaskStatus::Queued as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn mark_cancelling(&self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE tasks SET status = ?, updated_at = ?, logs = logs || ? WHERE id = ? AND status IN (?, ?)",
+        )
+        .bind(TaskStatus::Cancelling as i64)
+        .bind(now)
+        .bind(log_line(now, "cancelling"))
+        .bind(id)
+        .bind(TaskStatus::Running as i64)
+        .bind(TaskStatus::Uploading as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn clear_webhook_pending(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE tasks SET webhook_pending = 0 WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn webhook_pending(&self) -> Result<Vec<TaskRow>> {
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE webhook_pending = 1 ORDER BY seq");
+        sqlx::query(&q).fetch_all(&self.pool).await?.iter().map(task_row).collect()
+    }
+
+    async fn recover(&self, max_attempts: i64) -> Result<Recovery> {
+        let now = now_ms();
+        let live = "status IN (7, 8, 9)";
+        let failed = sqlx::query(&format!(
+            "UPDATE tasks SET status = ?, error = ?, updated_at = ?, finished_at = ?, logs = logs || ?, \
+             webhook_pending = (webhook IS NOT NULL) WHERE {live} AND (attempts >= ? OR status = 8)"
+        ))
+        .bind(TaskStatus::Failed as i64)
+        .bind("The server restarted while this task was running and it had no retries left.")
+        .bind(now)
+        .bind(now)
+        .bind(log_line(now, "failed: the server restarted while the task was running (no retries left)"))
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let requeued = sqlx::query(&format!(
+            "UPDATE tasks SET status = ?, progress = 0, stage = NULL, updated_at = ?, logs = logs || ? WHERE {live}"
+        ))
+        .bind(TaskStatus::Queued as i64)
+        .bind(now)
+        .bind(log_line(now, "re-queued: the server restarted while the task was running"))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 2").fetch_one(&self.pool).await?;
+        Ok(Recovery { requeued, failed, queued: queued as u64 })
+    }
+
+    async fn depth(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(status = 2), 0) AS q, COALESCE(SUM(status IN (7, 8, 9)), 0) AS r FROM tasks",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("q")?, row.try_get("r")?))
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM tasks WHERE id = ? AND status >= 10").bind(id).execute(&self.pool).await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn insert_file(&self, f: &FileRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO files (id, filename, content_type, size, uploaded, task_id, role, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&f.id)
+        .bind(&f.filename)
+        .bind(&f.content_type)
+        .bind(f.size)
+        .bind(f.uploaded as i64)
+        .bind(&f.task_id)
+        .bind(&f.role)
+        .bind(f.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, id: &str) -> Result<Option<FileRow>> {
+        sqlx::query("SELECT * FROM files WHERE id = ?").bind(id).fetch_optional(&self.pool).await?.as_ref().map(file_row).transpose()
+    }
+
+    async fn mark_uploaded(&self, id: &str, size: i64) -> Result<()> {
+        sqlx::query("UPDATE files SET uploaded = 1, size = ? WHERE id = ?").bind(size).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn task_files(&self, task_id: &str) -> Result<Vec<FileRow>> {
+        sqlx::query("SELECT * FROM files WHERE task_id = ? ORDER BY created_at, id")
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(file_row)
+            .collect()
+    }
+
+    async fn delete_file(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM files WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+}

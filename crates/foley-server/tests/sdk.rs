@@ -1,0 +1,151 @@
+//! End-to-end tests with the real `inferencesh` Python SDK (tests/sdk/*.py) against an in-process foley server
+//! running the tone test engine (tests/common/engine.rs): real uploads, validation, muxing, streams, webhooks,
+//! cancellation, the bounded queue and a kill -9 restart.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::engine::ToneEngine;
+use common::media::video;
+use common::{py, start};
+
+const T: Duration = Duration::from_secs(180);
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn run_wait_with_local_file_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(3, 20), |_| {});
+    let out = py(&srv.base, "run.py", &["local", s(&video("h264_aac_mp4"))], &[], T);
+    assert!(out.contains("bgm_audio"), "{out}");
+}
+
+#[test]
+fn run_wait_with_mov_keeps_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
+    py(&srv.base, "run.py", &["mov", s(&video("prores_mov"))], &[], T);
+}
+
+#[test]
+fn run_wait_with_loopback_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
+    py(&srv.base, "run.py", &["url", s(&video("h264_mp4"))], &[], T);
+}
+
+#[test]
+fn run_wait_with_base64_and_data_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
+    py(&srv.base, "run.py", &["base64", s(&video("exact3_mp4"))], &[], T);
+}
+
+#[test]
+fn stream_yields_updates_then_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(8, 150), |_| {});
+    let out = py(&srv.base, "run.py", &["stream", s(&video("h264_mp4"))], &[], T);
+    eprintln!("{out}");
+}
+
+#[test]
+fn invalid_inputs_are_api_errors_with_our_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(1, 10), |_| {});
+    let out = py(&srv.base, "errors.py", &[s(&video("short_mp4")), s(&video("h264_mp4")), s(&video("text_mp4"))], &[], T);
+    eprintln!("{out}");
+}
+
+#[test]
+fn ssrf_rules_refuse_private_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(1, 10), |c| c.allow_private_urls = false);
+    py(&srv.base, "ssrf.py", &[s(&video("h264_mp4"))], &[], T);
+}
+
+#[test]
+fn webhook_is_signed_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
+    let out = py(&srv.base, "webhook.py", &[s(&video("h264_mp4"))], &[], T);
+    eprintln!("{out}");
+}
+
+#[test]
+fn cancel_queued_and_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(40, 100), |_| {});
+    py(&srv.base, "cancel.py", &[s(&video("h264_mp4"))], &[], T);
+}
+
+#[test]
+fn fifty_concurrent_submissions_with_capacity_ten() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(2, 20), |c| c.queue_capacity = 10);
+    let out = py(&srv.base, "load.py", &[s(&video("exact3_mp4")), "50"], &[], Duration::from_secs(400));
+    eprintln!("load: {out}");
+}
+
+/// Child process of [`kill_9_mid_queue_then_restart`]: a server on FOLEY_CHILD_PORT over FOLEY_CHILD_DIR.
+#[test]
+#[ignore = "started by kill_9_mid_queue_then_restart"]
+fn child_server() {
+    let Ok(dir) = std::env::var("FOLEY_CHILD_DIR") else { return };
+    let port: u16 = std::env::var("FOLEY_CHILD_PORT").unwrap().parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let cfg = common::config(Path::new(&dir));
+        let state = foley_server::AppState::open(cfg, std::sync::Arc::new(ToneEngine::new(10, 100))).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        // Bounded: the parent kills it long before.
+        foley_server::serve(state, listener, tokio::time::sleep(Duration::from_secs(240))).await.unwrap();
+    });
+}
+
+fn spawn_child(dir: &Path, port: u16) -> Child {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_server", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("FOLEY_CHILD_DIR", dir)
+        .env("FOLEY_CHILD_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_ready(&format!("127.0.0.1:{port}"));
+    child
+}
+
+#[test]
+fn kill_9_mid_queue_then_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn_child(dir.path(), port);
+    let ids: Vec<String> =
+        serde_json::from_str(py(&base, "restart.py", &["submit", s(&video("exact3_mp4")), "6"], &[], T).trim()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL: no graceful shutdown, a task is mid-run and the rest are queued.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t0 = Instant::now();
+    let mut child = spawn_child(dir.path(), port);
+    let restart_s = t0.elapsed().as_secs_f64();
+    let mut args = vec!["wait"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = py(&base, "restart.py", &args, &[], T);
+    let drained_s = t0.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let statuses: Vec<i64> = ids.iter().map(|i| v[i]["status"].as_i64().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 10), "every accepted task completes after the restart: {statuses:?}");
+    let requeued = ids.iter().filter(|i| v[i.as_str()]["logs"].as_str().unwrap().contains("re-queued")).count();
+    assert!(requeued >= 1, "the task that was running was re-queued: {out}");
+    eprintln!("restart: {} tasks, {requeued} re-queued, ready {restart_s:.2}s after kill, all done {drained_s:.2}s", ids.len());
+}

@@ -1,0 +1,117 @@
+//! `foley serve`: the HTTP server (inference.sh-compatible and Kling-style APIs, web page at `/`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use foley_pipeline::Engine;
+
+use super::probe::LimitArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on. Anything but loopback requires API keys.
+    #[arg(long, env = "FOLEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Model variant to load once at start (e.g. large_44k_v2, small_16k; tiny-test for a self-check).
+    #[arg(long, env = "FOLEY_MODEL", default_value = "large_44k_v2")]
+    pub model: String,
+    /// Directory of the task database (foley.db) and the stored files.
+    #[arg(long, env = "FOLEY_DATA_DIR", default_value = "foley-data")]
+    pub data_dir: PathBuf,
+    /// Accepted API keys, comma-separated (clients send `Authorization: Bearer <key>`).
+    #[arg(long, env = "FOLEY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+    /// Serve without API keys (allowed only when listening on loopback).
+    #[arg(long, env = "FOLEY_NO_AUTH")]
+    pub no_auth: bool,
+    /// Secret for signed file URLs and webhook signatures; random per start when absent (signed URLs then
+    /// stop working at restart, and receivers cannot verify webhooks).
+    #[arg(long, env = "FOLEY_SIGNING_SECRET", hide_env_values = true)]
+    pub signing_secret: Option<String>,
+    /// Tasks allowed to wait in the queue; more get HTTP 429 with Retry-After.
+    #[arg(long, env = "FOLEY_QUEUE_CAPACITY", default_value_t = 32)]
+    pub queue_capacity: usize,
+    /// Generations run at the same time.
+    #[arg(long, env = "FOLEY_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Starts of a task before a restart fails it instead of re-queueing it.
+    #[arg(long, env = "FOLEY_MAX_ATTEMPTS", default_value_t = 2)]
+    pub max_attempts: i64,
+    /// Let URL inputs and webhooks reach loopback/private/link-local addresses (closed networks, tests).
+    #[arg(long, env = "FOLEY_ALLOW_PRIVATE_URLS")]
+    pub allow_private_urls: bool,
+    /// Public base URL for links in responses (default: from the request's Host header).
+    #[arg(long, env = "FOLEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Lifetime of signed download URLs, seconds.
+    #[arg(long, env = "FOLEY_URL_TTL", default_value_t = 86_400)]
+    pub url_ttl: u64,
+    /// Webhook delivery attempts per event (exponential backoff).
+    #[arg(long, env = "FOLEY_WEBHOOK_ATTEMPTS", default_value_t = 6)]
+    pub webhook_attempts: u32,
+    /// First webhook retry delay, milliseconds (doubles each attempt).
+    #[arg(long, env = "FOLEY_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
+    pub webhook_backoff_ms: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The engine for `--model`.
+fn load_engine(model: &str) -> anyhow::Result<Arc<dyn Engine>> {
+    bail!("cannot load model {model:?}: the generation engine is not part of this build yet (foley-pipeline issue 6)")
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.api_keys.iter().all(|k| k.trim().is_empty()) && !args.no_auth {
+        bail!("no API keys: set FOLEY_API_KEYS (or --api-keys), or pass --no-auth on a loopback address");
+    }
+    if args.no_auth && !args.listen.ip().is_loopback() {
+        bail!("--no-auth is only allowed on a loopback address, not {}", args.listen);
+    }
+    let engine = load_engine(&args.model)?;
+    let mut cfg = foley_server::Config::new(&args.data_dir);
+    cfg.api_keys = args.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
+    cfg.no_auth = args.no_auth;
+    if let Some(s) = args.signing_secret {
+        cfg.signing_secret = s.into_bytes();
+    }
+    cfg.queue_capacity = args.queue_capacity.max(1);
+    cfg.workers = args.workers.max(1);
+    cfg.max_attempts = args.max_attempts.max(1);
+    cfg.allow_private_urls = args.allow_private_urls;
+    cfg.public_url = args.public_url;
+    cfg.url_ttl = Duration::from_secs(args.url_ttl);
+    cfg.webhook_attempts = args.webhook_attempts.max(1);
+    cfg.webhook_backoff = Duration::from_millis(args.webhook_backoff_ms);
+    cfg.limits = args.limits.limits();
+    tracing::info!(config = ?cfg, "starting");
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    rt.block_on(async move {
+        let state = foley_server::AppState::open(cfg, engine).await?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+        eprintln!("foley: serving {} on http://{}", state.engine.model(), listener.local_addr()?);
+        foley_server::serve(state, listener, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
