@@ -23,6 +23,8 @@ enum Command {
     Probe(cmd::probe::Args),
     /// Put a wav file into a video as its AAC audio track, copying the video stream untouched.
     Mux(cmd::mux::Args),
+    /// Serve the inference.sh-compatible and Kling-style HTTP APIs and the web page.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Probe(args) => cmd::probe::run(args),
         Command::Mux(args) => cmd::mux::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(code) => code,

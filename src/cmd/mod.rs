@@ -1,3 +1,4 @@
 //! One module per subcommand.
 pub mod mux;
 pub mod probe;
+pub mod serve;
