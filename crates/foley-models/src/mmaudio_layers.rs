@@ -22,13 +22,14 @@ pub(crate) fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> candle_cor
     x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
 }
 
-/// `nn.LayerNorm(dim, elementwise_affine=False)` (eps 1e-5) over the last dimension.
+/// `nn.LayerNorm(dim, elementwise_affine=False)` over the last dimension, computed in f32 (candle's fused
+/// kernel with unit scale and zero shift).
 pub(crate) fn layer_norm(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let x32 = x.to_dtype(DType::F32)?;
-    let mean = x32.mean_keepdim(D::Minus1)?;
-    let xc = x32.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    xc.broadcast_div(&(var + eps)?.sqrt()?)?.to_dtype(x.dtype())
+    let d = x.dim(D::Minus1)?;
+    let x32 = x.to_dtype(DType::F32)?.contiguous()?;
+    let ones = Tensor::ones(d, DType::F32, x.device())?;
+    let zeros = Tensor::zeros(d, DType::F32, x.device())?;
+    candle_nn::ops::layer_norm(&x32, &ones, &zeros, eps as f32)?.to_dtype(x.dtype())
 }
 
 /// `ChannelLastConv1d`: a Conv1d applied to `(B, N, C)` tensors.
