@@ -30,6 +30,7 @@ from parity.common import Ctx, REFERENCE_COMMIT, prepare_reference  # noqa: E402
 GROUPS = {
     "generation": "parity.generation",  # MM-DiT, sampler, VAE, BigVGAN, mel (issue 4)
     "encoders": "parity.encoders",  # CLIP, Synchformer (issue 5)
+    "tinytest": "parity.tinytest",  # the tiny-test model bundle + sequence lengths at other durations (issue 6)
 }
 
 
