@@ -25,6 +25,9 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
 }
 
 fn is_user_error(e: &anyhow::Error) -> bool {
+    if let Some(p) = e.chain().find_map(|c| c.downcast_ref::<foley_pipeline::PipelineError>()) {
+        return p.is_user_error();
+    }
     e.chain().any(|c| match c.downcast_ref::<MediaError>() {
         Some(MediaError::Input(_) | MediaError::Invalid(_) | MediaError::Io { .. } | MediaError::Wav { .. }) => {
             true

@@ -23,6 +23,10 @@ enum Command {
     Probe(cmd::probe::Args),
     /// Put a wav file into a video as its AAC audio track, copying the video stream untouched.
     Mux(cmd::mux::Args),
+    /// Generate audio for a video (effects, optional music, ASMR mode) and mux it in.
+    Generate(cmd::generate::Args),
+    /// List, download or convert model weights.
+    Models(cmd::models::Args),
     /// Serve the inference.sh-compatible and Kling-style HTTP APIs and the web page.
     Serve(cmd::serve::Args),
 }
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         Command::Probe(args) => cmd::probe::run(args),
         Command::Mux(args) => cmd::mux::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Models(args) => cmd::models::run(args),
     };
     match result {
         Ok(code) => code,

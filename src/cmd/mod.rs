@@ -1,4 +1,6 @@
 //! One module per subcommand.
+pub mod generate;
+pub mod models;
 pub mod mux;
 pub mod probe;
 pub mod serve;

@@ -1,0 +1,109 @@
+//! `foley models list|download|convert`: what model bundles exist and which are on disk; fetching one into the
+//! Hugging Face cache (progress bar, checksums); converting a `.pth` checkpoint to safetensors once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use foley_pipeline::bundle::{ModelSpec, ROLES};
+use foley_pipeline::fetch;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Show every model bundle and whether its weights are present.
+    List {
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a bundle's weights into the Hugging Face cache (default: the default model of this machine).
+    Download {
+        /// small_16k, small_44k, medium_44k or large_44k_v2.
+        variant: Option<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Convert a `.pth` / `.pt` checkpoint to safetensors (memory-mapped loading), tensors unchanged.
+    Convert {
+        /// The checkpoint to read.
+        input: PathBuf,
+        /// The safetensors file to write (default: the input with a .safetensors extension).
+        output: Option<PathBuf>,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::List { json } => list(json),
+        Command::Download { variant, quiet } => download(variant, quiet),
+        Command::Convert { input, output } => {
+            let output = output.unwrap_or_else(|| input.with_extension("safetensors"));
+            let n = foley_models::weights::convert_pth_to_safetensors(&input, &output)
+                .with_context(|| format!("converting {}", input.display()))?;
+            println!("{}: {n} tensors", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(json: bool) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    for spec in ModelSpec::builtin() {
+        let mut files = Vec::new();
+        for role in ROLES {
+            let f = &spec.files[role];
+            let path = fetch::locate(f)?;
+            files.push(serde_json::json!({"role": role, "name": f.name(), "present": path.is_some(), "path": path}));
+        }
+        let present = files.iter().all(|f| f["present"] == true);
+        rows.push(serde_json::json!({
+            "name": spec.name, "mode": spec.mode, "sample_rate": spec.sample_rate(), "noise": spec.noise,
+            "description": spec.description, "present": present, "files": files,
+            "default": spec.name == foley_pipeline::default_model(),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("cache: {}{}", fetch::cache_dir().display(), if fetch::offline() { " (HF_HUB_OFFLINE)" } else { "" });
+    for r in &rows {
+        let missing: Vec<&str> =
+            r["files"].as_array().into_iter().flatten().filter(|f| f["present"] != true).filter_map(|f| f["name"].as_str()).collect();
+        let state = if missing.is_empty() { "present".to_string() } else { format!("missing {}", missing.join(", ")) };
+        let mark = if r["default"] == true { " (default here)" } else { "" };
+        println!("{:<13} {:<4} {}{mark}", r["name"].as_str().unwrap_or("?"), r["mode"].as_str().unwrap_or("?"), state);
+    }
+    println!("download one with: foley models download <name>");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn download(variant: Option<String>, quiet: bool) -> anyhow::Result<ExitCode> {
+    let name = variant.unwrap_or_else(|| foley_pipeline::default_model().to_string());
+    let spec = ModelSpec::find(&name)?;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let fetched = fetch::download(&spec, bar.clone())?;
+    bar.finish_and_clear();
+    for f in &fetched {
+        let how = match (f.cached, f.verified) {
+            (true, _) => "already present",
+            (false, true) => "downloaded, checksum ok",
+            (false, false) => "downloaded (no published checksum)",
+        };
+        println!("{:<12} {} ({how})", f.role, f.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
