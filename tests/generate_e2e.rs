@@ -191,3 +191,94 @@ fn bad_requests_are_user_errors_and_cancellation_stops() {
     let err = e.generate(&req, dir.path(), &cancel_in_sampling, &cancel).unwrap_err();
     assert!(matches!(err, foley_pipeline::PipelineError::Cancelled), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The `foley generate` / `foley models` commands
+
+fn foley(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_foley"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run foley")
+}
+
+fn one_line_exit_2(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "stdout {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    err
+}
+
+#[test]
+fn cli_generate_json_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), "in.mov", 4.0, true);
+    let out = dir.path().join("out.mov");
+    let wav = dir.path().join("mix.wav");
+    let stems = dir.path().join("stems");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let r = foley(
+        &["generate", &s(&input), "--model", "tiny-test", "--sfx", "waves", "--bgm", "piano", "--seed", "9", "--steps",
+            "3", "-o", &s(&out), "--wav", &s(&wav), "--stems", &s(&stems), "--json"],
+        &[],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["model"], "tiny-test");
+    assert_eq!(v["noise"], true);
+    assert_eq!(v["seed"], 9);
+    assert_eq!(v["settings"]["num_steps"], 3);
+    assert!(v["timings"].as_array().unwrap().len() >= 8);
+    assert!(out.is_file() && wav.is_file() && stems.join("sfx.wav").is_file() && stems.join("bgm.wav").is_file());
+    assert_eq!(foley_media::probe(&out).unwrap().container, foley_media::Container::Mov);
+    // no work directory is left behind
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".foley-")).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn cli_generate_bad_input_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), "in.mp4", 3.0, false);
+    let short = clip(dir.path(), "short.mp4", 2.0, false);
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let long = "x".repeat(201);
+    let e = one_line_exit_2(&foley(&["generate", &s(&input), "--model", "tiny-test", "--sfx", &long], &[]));
+    assert!(e.contains("sound_effect_prompt") && e.contains("201"), "{e}");
+    one_line_exit_2(&foley(&["generate", &s(&short), "--model", "tiny-test"], &[]));
+    one_line_exit_2(&foley(&["generate", &s(&input), "--model", "tiny-test", "--steps", "0"], &[]));
+    one_line_exit_2(&foley(&["generate", &s(&input), "--model", "no_such_model"], &[]));
+    one_line_exit_2(&foley(&["generate", "/nonexistent.mp4", "--model", "tiny-test"], &[]));
+    let e = one_line_exit_2(&foley(
+        &["generate", &s(&input), "--model", "tiny-test", "-o", &s(&dir.path().join("x.mov"))],
+        &[],
+    ));
+    assert!(e.contains(".mp4"), "{e}");
+}
+
+#[test]
+fn cli_missing_weights_say_how_to_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), "in.mp4", 3.0, false);
+    let cache = dir.path().join("hub");
+    let env = [("HF_HUB_CACHE", cache.to_str().unwrap()), ("HF_HUB_OFFLINE", "1")];
+    let r = foley(&["generate", input.to_str().unwrap(), "--model", "small_16k"], &env);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("foley models download small_16k") && err.contains("tiny-test"), "{err}");
+    let r = foley(&["models", "list", "--json"], &env);
+    assert!(r.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    let by = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap().clone();
+    assert_eq!(by("tiny-test")["present"], true);
+    assert_eq!(by("small_16k")["present"], false);
+    assert_eq!(by("small_16k")["default"], true, "CPU build: small_16k is the default");
+    let r = foley(&["models", "download", "small_16k", "--quiet"], &env);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("HF_HUB_OFFLINE"));
+}

@@ -92,6 +92,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(p) => p.clone(),
         None => default_output(&args.video, info.container.extension()),
     };
+    let ext = info.container.extension();
+    let out_ext = out_video.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ok = match out_ext.as_deref() {
+        Some("mp4" | "m4v") => ext == "mp4",
+        Some("mov" | "qt") => ext == "mov",
+        _ => false,
+    };
+    if !ok {
+        return Err(foley_pipeline::PipelineError::invalid(
+            "output",
+            format!("{} must end in .{ext}: a {ext} input is written back as {ext}", out_video.display()),
+        )
+        .into());
+    }
     let out_dir = out_video.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let work = tempfile::Builder::new().prefix(".foley-").tempdir_in(&out_dir).with_context(|| {
         format!("creating a work directory in {}", out_dir.display())
