@@ -406,3 +406,62 @@ fn half_precision_paths_run_and_stay_close() {
         assert!(err < 0.1, "bf16 audio too far from f32: {err}");
     }
 }
+
+/// The `tiny-test` configs fit together and generate a waveform of the reference's length for a 3 s clip
+/// (random weights: noise, but every shape is the real one).
+#[test]
+fn tiny_test_chain_generates_the_right_length() {
+    use candle_core::{DType, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    use foley_models::generate::{Features, Generator};
+    use foley_models::{bigvgan, sequence::SequenceConfig, vae};
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+    let cfg = DitConfig::tiny_test();
+    let net = MMAudio::new(vb.pp("net"), &cfg).unwrap();
+    let dec = vae::VaeDecoder::new(vb.pp("vae"), &vae::Config::tiny_test()).unwrap();
+    let voc = bigvgan::BigVGAN::new(vb.pp("vocoder"), &bigvgan::Config::tiny_test()).unwrap();
+    for v in vm.all_vars() {
+        v.set(&Tensor::randn(0f32, 0.1, v.shape(), &dev).unwrap()).unwrap();
+    }
+    let seq = SequenceConfig::mode_16k(3.0);
+    let text = Tensor::randn(0f32, 1.0, (1, 77, cfg.text_dim), &dev).unwrap();
+    let x0 = Tensor::randn(0f32, 1.0, (1, seq.latent_seq_len(), cfg.latent_dim), &dev).unwrap();
+    let g = Generator {
+        net: &net,
+        vae: &dec,
+        vocoder: &voc,
+        fm: FlowMatching::new(2),
+        cfg_strength: 4.5,
+    };
+    let feats = Features {
+        text: Some(&text),
+        ..Default::default()
+    };
+    let mut steps = 0;
+    let out = g
+        .generate(
+            &feats,
+            &x0,
+            seq.clip_seq_len(),
+            seq.sync_seq_len(),
+            &mut |_| steps += 1,
+            &|| false,
+        )
+        .unwrap();
+    assert_eq!(steps, 2);
+    assert_eq!(out.mel.dims(), &[1, 80, 2 * seq.latent_seq_len()]);
+    assert_eq!(out.audio.dims(), &[1, 1, seq.num_audio_frames()]);
+    let peak = out
+        .audio
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(peak.is_finite() && peak <= 1.0, "peak {peak}");
+}
