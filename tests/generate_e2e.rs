@@ -282,3 +282,15 @@ fn cli_missing_weights_say_how_to_download() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("HF_HUB_OFFLINE"));
 }
+
+#[test]
+fn windowed_generation_of_a_20s_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), "in.mp4", 20.0, false);
+    let spec = foley_pipeline::ModelSpec::find("tiny-test").unwrap();
+    let engine = foley_pipeline::FoleyEngine::load(spec, candle_core::Device::Cpu).unwrap().with_window(Some(8.0));
+    let req = Request { video: input.clone(), sound_effect_prompt: "wind".into(), seed: Some(2), num_steps: Some(2), ..Request::default() };
+    let out = engine.generate(&req, dir.path(), &|_| {}, &CancelToken::new()).unwrap();
+    check(&input, &out, "mp4", -16.0, false);
+    assert_eq!(out.settings["window_s"], 8.0);
+}

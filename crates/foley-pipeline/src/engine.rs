@@ -94,6 +94,13 @@ impl FoleyEngine {
         Ok(Self { spec, cfgs, device, dtype, net, vae, vocoder, clip, sync, tokenizer, files, window_s })
     }
 
+    /// Generates in windows of `window_s` seconds with crossfaded overlaps (`None`: the whole clip in one pass,
+    /// the default; see [`crate::window`]).
+    pub fn with_window(mut self, window_s: Option<f64>) -> Self {
+        self.window_s = window_s;
+        self
+    }
+
     /// The bundle's description.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
