@@ -42,15 +42,20 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
     }
     let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("Key ")).unwrap_or("");
-    if token.is_empty() {
-        return ApiError::unauthorized("No API key was sent; send the header `Authorization: Bearer <key>`.")
-            .into_response();
-    }
-    if !state.keys.accepts(token) {
+    let refusal = if token.is_empty() {
+        ApiError::unauthorized("No API key was sent; send the header `Authorization: Bearer <key>`.")
+    } else if !state.keys.accepts(token) {
         metrics::counter!("foley_auth_failures_total").increment(1);
-        return ApiError::unauthorized("The API key is not valid for this server.").into_response();
+        ApiError::unauthorized("The API key is not valid for this server.")
+    } else {
+        return next.run(req).await;
+    };
+    // Kling's routes answer in Kling's error envelope.
+    if req.uri().path().starts_with("/v1/") {
+        crate::routes::kling::KlingError(refusal).into_response()
+    } else {
+        refusal.into_response()
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -24,14 +24,13 @@ pub fn on_terminal(state: &AppState, task_id: &str) {
     });
 }
 
-/// Best-effort notification of a non-terminal change (Kling callbacks report every status change).
-pub fn on_change(state: &AppState, task: &TaskRow) {
+/// Best-effort notification of a non-terminal change (Kling callbacks report every status change): one attempt,
+/// awaited for at most 3 s so that it reaches the receiver before the terminal one.
+pub async fn on_change(state: &AppState, task: &TaskRow) {
     if task.api != Api::Kling || task.webhook.is_none() {
         return;
     }
-    let st = state.clone();
-    let t = task.clone();
-    tokio::spawn(async move { deliver(&st, &t, false).await });
+    let _ = tokio::time::timeout(Duration::from_secs(3), deliver(state, task, false)).await;
 }
 
 /// Re-sends the notifications a previous process did not get through.

@@ -64,6 +64,7 @@ async fn run(state: &AppState, task: TaskRow) {
     let started = Instant::now();
     info!(attempt = task.attempts, "running");
     state.publish(&task.id);
+    crate::webhooks::on_change(state, &task).await;
     let token = CancelToken::new();
     state.running.lock().unwrap_or_else(|e| e.into_inner()).insert(task.id.clone(), token.clone());
     let out_dir = state.files.scratch_dir().join(format!("run-{}", task.id));

@@ -149,3 +149,17 @@ fn kill_9_mid_queue_then_restart() {
     assert!(requeued >= 1, "the task that was running was re-queued: {out}");
     eprintln!("restart: {} tasks, {requeued} re-queued, ready {restart_s:.2}s after kill, all done {drained_s:.2}s", ids.len());
 }
+
+#[test]
+fn kling_style_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(3, 20), |_| {});
+    py(&srv.base, "kling.py", &[s(&video("h264_mp4"))], &[], T);
+}
+
+#[test]
+fn health_metrics_openapi_page_auth_and_signed_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
+    py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
+}
