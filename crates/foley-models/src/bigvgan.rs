@@ -73,15 +73,6 @@ impl Config {
             ..Self::mmaudio_16k()
         }
     }
-    /// `tiny-test`: the 16 kHz layout (80 mels, hop 256) with one small AMP block per stage.
-    pub fn tiny_test() -> Self {
-        Self {
-            upsample_initial_channel: 64,
-            resblock_kernel_sizes: vec![3],
-            resblock_dilation_sizes: vec![vec![1, 3, 5]],
-            ..Self::mmaudio_16k()
-        }
-    }
     /// Waveform samples per mel frame.
     pub fn hop_length(&self) -> usize {
         self.upsample_rates.iter().product()

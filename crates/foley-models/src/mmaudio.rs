@@ -91,15 +91,6 @@ impl Config {
             ..Self::base(14, 21, 14, 40, 345)
         }
     }
-    /// `tiny-test`: the small_16k layout (real condition widths and lengths, 20 latent channels) at a toy width
-    /// and depth, for tests and self-checks with random weights. Pairs with `vae::Config::tiny_test()` and
-    /// `bigvgan::Config::tiny_test()`.
-    pub fn tiny_test() -> Self {
-        Self {
-            hidden_dim: 64,
-            ..Self::base(2, 2, 1, 20, 250)
-        }
-    }
     /// The variant of a released checkpoint by name (`small_16k`, ..., `large_44k_v2`).
     pub fn by_name(name: &str) -> Option<Self> {
         Some(match name {

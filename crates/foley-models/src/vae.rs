@@ -77,10 +77,6 @@ impl Config {
     pub fn vae_44k() -> Self {
         Self::new(128, 40, 512)
     }
-    /// `tiny-test`: the 16 kHz layout (80 bins, 20 latent channels) at a toy width.
-    pub fn tiny_test() -> Self {
-        Self::new(80, 20, 8)
-    }
     /// Mel frames per latent frame (2 for the released models).
     pub fn upsampling(&self) -> usize {
         1 << self.down_layers.len()

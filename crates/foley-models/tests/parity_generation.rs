@@ -407,8 +407,8 @@ fn half_precision_paths_run_and_stay_close() {
     }
 }
 
-/// The `tiny-test` configs fit together and generate a waveform of the reference's length for a 3 s clip
-/// (random weights: noise, but every shape is the real one).
+/// A toy 16 kHz chain (the shapes of `models/tiny-test.toml`) generates a waveform of the reference's length for a
+/// 3 s clip (random weights: noise, but every sequence length is the real one).
 #[test]
 fn tiny_test_chain_generates_the_right_length() {
     use candle_core::{DType, Tensor};
@@ -418,10 +418,29 @@ fn tiny_test_chain_generates_the_right_length() {
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-    let cfg = DitConfig::tiny_test();
+    let cfg = DitConfig {
+        latent_dim: 8,
+        clip_dim: 16,
+        sync_dim: 32,
+        text_dim: 16,
+        hidden_dim: 16,
+        num_heads: 2,
+        depth: 2,
+        fused_depth: 1,
+        ..DitConfig::small_16k()
+    };
+    let vae_cfg = vae::Config { embed_dim: 8, hidden_dim: 8, ..vae::Config::vae_16k() };
+    let voc_cfg = bigvgan::Config {
+        upsample_rates: vec![8, 8, 4],
+        upsample_kernel_sizes: vec![16, 16, 8],
+        upsample_initial_channel: 16,
+        resblock_kernel_sizes: vec![3],
+        resblock_dilation_sizes: vec![vec![1, 3, 5]],
+        ..bigvgan::Config::mmaudio_16k()
+    };
     let net = MMAudio::new(vb.pp("net"), &cfg).unwrap();
-    let dec = vae::VaeDecoder::new(vb.pp("vae"), &vae::Config::tiny_test()).unwrap();
-    let voc = bigvgan::BigVGAN::new(vb.pp("vocoder"), &bigvgan::Config::tiny_test()).unwrap();
+    let dec = vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg).unwrap();
+    let voc = bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg).unwrap();
     for v in vm.all_vars() {
         v.set(&Tensor::randn(0f32, 0.1, v.shape(), &dev).unwrap()).unwrap();
     }
