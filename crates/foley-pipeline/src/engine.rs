@@ -14,6 +14,7 @@ use foley_models::sampler::{FlowMatching, Step};
 use foley_models::sequence::SequenceConfig;
 use foley_models::synchformer::Synchformer;
 use foley_models::vae::VaeDecoder;
+use candle_nn::VarBuilder;
 use foley_models::weights::var_builder;
 use rand::SeedableRng;
 use rand_distr::Distribution;
@@ -75,17 +76,38 @@ impl FoleyEngine {
     /// Loads every network of `spec` from the files on disk (see [`crate::fetch::resolve`]).
     pub fn load(spec: ModelSpec, device: Device) -> Result<Self, PipelineError> {
         let files = crate::fetch::resolve(&spec)?;
+        let path = |role: &str| files.iter().find(|(r, _)| r == role).map(|(_, p)| p.clone()).unwrap_or_default();
+        let dev = device.clone();
+        let vb = move |role: &str, dt: DType| var_builder(path(role), dt, &dev).map_err(model_err(role));
+        Self::build(spec, device, &vb, files.clone())
+    }
+
+    /// The networks of `spec` with random weights (normal, std 0.02; weight-norm gains 1) instead of
+    /// checkpoints: same shapes and code path, for timing a variant without its weights. The audio is noise.
+    pub fn random(spec: ModelSpec, device: Device) -> Result<Self, PipelineError> {
+        let dev = device.clone();
+        let vb = move |_: &str, dt: DType| {
+            Ok(VarBuilder::from_backend(Box::new(crate::random_weights::RandomWeights), dt, dev.clone()))
+        };
+        Self::build(spec, device, &vb, Vec::new())
+    }
+
+    fn build(
+        spec: ModelSpec,
+        device: Device,
+        vb: &dyn Fn(&str, DType) -> Result<VarBuilder<'static>, PipelineError>,
+        files: Vec<(String, PathBuf)>,
+    ) -> Result<Self, PipelineError> {
         let cfgs = spec.configs()?;
         // f32 on CPU (candle's bf16 CPU GEMM is no faster there), bf16 on accelerators as the reference does
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
-        let path = |role: &str| files.iter().find(|(r, _)| r == role).map(|(_, p)| p.clone()).unwrap_or_default();
         let t = Instant::now();
-        let vb = |role: &str, dt: DType| var_builder(path(role), dt, &device).map_err(model_err(role));
         let net = MMAudio::new(vb("network", dtype)?, &cfgs.network).map_err(model_err("network"))?;
         let vae = VaeDecoder::new(vb("vae", dtype)?, &cfgs.vae).map_err(model_err("vae"))?;
         // the vocoder runs in f32 (as the reference's bf16 path upcasts the mel)
         let vocoder = BigVGAN::new(vb("vocoder", DType::F32)?, &cfgs.vocoder).map_err(model_err("vocoder"))?;
-        let clip = ClipModel::new(vb("clip", dtype)?, &cfgs.clip).map_err(|e| PipelineError::Model(format!("loading clip: {e}")))?;
+        let clip = ClipModel::new(vb("clip", dtype)?, &cfgs.clip)
+            .map_err(|e| PipelineError::Model(format!("loading clip: {e}")))?;
         let sync = Synchformer::new(vb("synchformer", dtype)?, &cfgs.synchformer)
             .map_err(|e| PipelineError::Model(format!("loading synchformer: {e}")))?;
         let tokenizer = ClipTokenizer::open_clip().map_err(|e| PipelineError::Model(format!("tokenizer: {e}")))?;

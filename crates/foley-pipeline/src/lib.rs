@@ -8,6 +8,7 @@ pub mod error;
 pub mod features;
 pub mod fetch;
 pub mod mix;
+pub mod random_weights;
 pub mod request;
 mod run;
 pub mod settings;
