@@ -152,8 +152,11 @@ def clip_text_fixture(ctx, t):
         tokens[i, 0], tokens[i, length - 1] = vocab - 2, vocab - 1
     with torch.inference_mode():  # FeaturesUtils.encode_text = tokenizer + this call
         feats = ns.clip_model.encode_text(tokens, normalize=True)
+        # open_clip's own (unpatched) encode_text: end-of-text pooling + text_projection, not used by MMAudio
+        from open_clip.model import CLIP
+        pooled = CLIP.encode_text(model, tokens, normalize=True)
     weights = {k: v for k, v in _sd(model).items() if not k.startswith("visual.")}
-    ctx.save_fixture("clip_text", "clip_text", weights, {"tokens": tokens}, {"features": feats},
+    ctx.save_fixture("clip_text", "clip_text", weights, {"tokens": tokens}, {"features": feats, "pooled": pooled},
                      _clip_config(t["clip"]), note="patch_clip(model).encode_text(tokens, normalize=True)")
 
 

@@ -59,6 +59,9 @@ fn clip_text_matches_open_clip() {
         let tokens = fx.input("tokens").to_dtype(DType::U32).unwrap();
         let got = model.forward(&tokens).unwrap();
         common::assert_close(&format!("clip_text {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
+        if let Some(want) = fx.outputs.get("pooled") {
+            common::assert_close("clip_text pooled", &model.forward_pooled(&tokens).unwrap(), want, fx.tolerance());
+        }
     }
 }
 
