@@ -278,6 +278,8 @@ fn cli_missing_weights_say_how_to_download() {
     assert_eq!(by("tiny-test")["present"], true);
     assert_eq!(by("small_16k")["present"], false);
     assert_eq!(by("small_16k")["default"], true, "CPU build: small_16k is the default");
+    let r = foley(&["models", "list", "--present"], &env);
+    assert_eq!(String::from_utf8_lossy(&r.stdout).lines().next(), Some("tiny-test"));
     let r = foley(&["models", "download", "small_16k", "--quiet"], &env);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("HF_HUB_OFFLINE"));

@@ -22,6 +22,10 @@ pub enum Command {
         /// One JSON array on stdout.
         #[arg(long)]
         json: bool,
+        /// Only the names of the bundles whose weights are all present, one per line: the default model first
+        /// (when present), then tiny-test, then the others (scripts pick the first line).
+        #[arg(long, conflicts_with = "json")]
+        present: bool,
     },
     /// Download a bundle's weights into the Hugging Face cache (default: the default model of this machine).
     Download {
@@ -42,7 +46,7 @@ pub enum Command {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::List { json } => list(json),
+        Command::List { json, present } => list(json, present),
         Command::Download { variant, quiet } => download(variant, quiet),
         Command::Convert { input, output } => {
             let output = output.unwrap_or_else(|| input.with_extension("safetensors"));
@@ -54,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn list(json: bool) -> anyhow::Result<ExitCode> {
+fn list(json: bool, present_only: bool) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for spec in ModelSpec::builtin() {
         let mut files = Vec::new();
@@ -72,6 +76,21 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
     }
     if json {
         println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if present_only {
+        let mut names: Vec<(u8, &str)> = rows
+            .iter()
+            .filter(|r| r["present"] == true)
+            .map(|r| {
+                let rank = if r["default"] == true { 0 } else if r["name"] == "tiny-test" { 1 } else { 2 };
+                (rank, r["name"].as_str().unwrap_or("?"))
+            })
+            .collect();
+        names.sort_by_key(|(rank, _)| *rank);
+        for (_, n) in names {
+            println!("{n}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     println!("cache: {}{}", fetch::cache_dir().display(), if fetch::offline() { " (HF_HUB_OFFLINE)" } else { "" });

@@ -88,16 +88,12 @@ pub fn join(plan: &Plan, pieces: Vec<Vec<f32>>, rate: u32) -> Vec<f32> {
         let start = (w.start * r).round() as usize;
         let len = ((w.duration() * r).round() as usize).min(piece.len());
         let fade = filled.saturating_sub(start).min(len);
-        for i in 0..len {
-            let j = start + i;
-            if j >= total {
-                break;
-            }
+        for (i, (o, p)) in out.iter_mut().skip(start).zip(&piece[..len]).enumerate() {
             if i < fade {
                 let x = (i as f64 + 0.5) / fade as f64 * std::f64::consts::FRAC_PI_2;
-                out[j] = out[j] * x.cos() as f32 + piece[i] * x.sin() as f32;
+                *o = *o * x.cos() as f32 + p * x.sin() as f32;
             } else {
-                out[j] = piece[i];
+                *o = *p;
             }
         }
         filled = (start + len).min(total);
