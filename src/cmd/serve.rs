@@ -16,9 +16,10 @@ pub struct Args {
     /// Address to listen on. Anything but loopback requires API keys.
     #[arg(long, env = "FOLEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Model variant to load once at start (e.g. large_44k_v2, small_16k; tiny-test for a self-check).
-    #[arg(long, env = "FOLEY_MODEL", default_value = "large_44k_v2")]
-    pub model: String,
+    /// Model variant to load once at start (a name from models/, e.g. large_44k_v2 or small_16k; tiny-test for a
+    /// self-check without downloads). Default: large_44k_v2 on a GPU, small_16k on the CPU.
+    #[arg(long, env = "FOLEY_MODEL")]
+    pub model: Option<String>,
     /// Directory of the task database (foley.db) and the stored files.
     #[arg(long, env = "FOLEY_DATA_DIR", default_value = "foley-data")]
     pub data_dir: PathBuf,
@@ -60,11 +61,6 @@ pub struct Args {
     pub limits: LimitArgs,
 }
 
-/// The engine for `--model`.
-fn load_engine(model: &str) -> anyhow::Result<Arc<dyn Engine>> {
-    bail!("cannot load model {model:?}: the generation engine is not part of this build yet (foley-pipeline issue 6)")
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.api_keys.iter().all(|k| k.trim().is_empty()) && !args.no_auth {
         bail!("no API keys: set FOLEY_API_KEYS (or --api-keys), or pass --no-auth on a loopback address");
@@ -72,7 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.no_auth && !args.listen.ip().is_loopback() {
         bail!("--no-auth is only allowed on a loopback address, not {}", args.listen);
     }
-    let engine = load_engine(&args.model)?;
+    let model = args.model.clone().unwrap_or_else(|| foley_pipeline::default_model().to_string());
+    eprintln!("foley: loading {model} …");
+    let engine: Arc<dyn Engine> = foley_pipeline::load_engine(&model)?;
     let mut cfg = foley_server::Config::new(&args.data_dir);
     cfg.api_keys = args.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     cfg.no_auth = args.no_auth;

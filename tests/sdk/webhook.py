@@ -1,6 +1,7 @@
 """wait=False + webhook (the hosted page's example): the loopback receiver gets the documented payload, signed
 with HMAC; a receiver that fails first is retried. Usage: webhook.py VIDEO"""
 import json
+import os
 import sys
 
 from helpers import APP, Receiver, check, client, emit, verify_signature
@@ -18,6 +19,10 @@ check(set(p) == {"id", "status", "output", "error", "session_id", "created_at", 
 check(p["id"] == task["id"] and p["status"] == 10 and p["error"] == "", f"payload {p}")
 check(p["output"]["video"]["uri"].startswith("http"), "payload output has file uris")
 check(all(json.loads(b)["id"] == task["id"] for _, b in rx.calls), "every attempt carries the task")
+
+if os.environ.get("FOLEY_NO_FAIL_CASE"):  # the real engine has no way to be told to fail
+    emit({"attempts": len(rx.calls)})
+    sys.exit(0)
 
 # A failing task also notifies.
 rx2 = Receiver()

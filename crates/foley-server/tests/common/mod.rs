@@ -103,8 +103,10 @@ pub fn require_sdk() {
     );
 }
 
+/// The repository's tests/sdk (this file is compiled into tests of the root package and of foley-server).
 pub fn sdk_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [root.join("tests/sdk"), root.join("../../tests/sdk")].into_iter().find(|p| p.is_dir()).expect("tests/sdk")
 }
 
 /// Runs `python3 tests/sdk/<script> <args>` against `base` (killed after `timeout`); returns stdout, panics with
