@@ -163,3 +163,11 @@ fn health_metrics_openapi_page_auth_and_signed_urls() {
     let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
     py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
 }
+
+#[test]
+fn web_page_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(5, 100), |_| {});
+    let out = py(&srv.base, "page.py", &[s(&video("h264_mp4")), s(&video("short_mp4"))], &[], T);
+    eprintln!("page: {out}");
+}
