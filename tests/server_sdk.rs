@@ -114,3 +114,36 @@ fn tiny_test_kill_9_mid_queue_then_restart() {
         srv.port
     );
 }
+
+#[test]
+fn tiny_test_sigterm_is_graceful() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut srv = serve(dir.path(), port, &[]);
+    let ids: Vec<String> =
+        serde_json::from_str(py(&srv.base, "restart.py", &["submit", s(&video("exact3_mp4")), "1"], &[], T).trim())
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !std::fs::read_to_string(dir.path().join("server.log")).unwrap().contains("running") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    let ok = Command::new("kill").args(["-TERM", &srv.child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let status = loop {
+        if let Some(st) = srv.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "foley serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    // The running task finished during the drain (or, if it had not, the next start re-queues it).
+    drop(srv);
+    let srv = serve(dir.path(), port, &[]);
+    let out = py(&srv.base, "restart.py", &["wait", &ids[0]], &[], T);
+    assert!(out.contains("\"status\": 10"), "{out}");
+    eprintln!("sigterm: exited in {:.2}s", t0.elapsed().as_secs_f64());
+}
