@@ -29,6 +29,8 @@ enum Command {
     Models(cmd::models::Args),
     /// Serve the inference.sh-compatible and Kling-style HTTP APIs and the web page.
     Serve(cmd::serve::Args),
+    /// Time every pipeline stage at a variant's real shapes (random weights; no download needed).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Models(args) => cmd::models::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

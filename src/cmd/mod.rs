@@ -1,4 +1,5 @@
 //! One module per subcommand.
+pub mod bench;
 pub mod generate;
 pub mod models;
 pub mod mux;
