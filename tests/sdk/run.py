@@ -45,6 +45,13 @@ elif scenario == "base64":
     check_output(r2)
     emit({"ids": [r1["id"], r2["id"]]})
 
+elif scenario == "base64_prompt":
+    # The SDK uploads any 16+ char string that is valid base64 as a file; foley restores such prompts.
+    result = c.run({"app": APP, "input": {"video": video, "sound_effect_prompt": "oceanwavesseagul"}})
+    check(result["status"] == 10, "completed")
+    check(result["input"]["sound_effect_prompt"] == "oceanwavesseagul", f"prompt {result['input']}")
+    emit({"id": result["id"]})
+
 elif scenario == "mov":
     result = c.run({"app": APP, "input": {"video": video}})
     check_output(result, container="video/quicktime")

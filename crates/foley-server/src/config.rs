@@ -26,7 +26,7 @@ pub struct Config {
     pub limits: foley_media::Limits,
     /// Allow URL inputs and webhooks to reach loopback/private/link-local addresses (tests, closed networks).
     pub allow_private_urls: bool,
-    /// Timeout of one URL fetch.
+    /// Timeout of one URL fetch (under the SDK's 30 s request timeout, since the fetch happens before the 2xx).
     pub fetch_timeout: Duration,
     /// Webhook deliveries tried per event (exponential backoff from `webhook_backoff`).
     pub webhook_attempts: u32,
@@ -51,7 +51,7 @@ impl Config {
             max_attempts: 2,
             limits: foley_media::Limits::default(),
             allow_private_urls: false,
-            fetch_timeout: Duration::from_secs(60),
+            fetch_timeout: Duration::from_secs(20),
             webhook_attempts: 6,
             webhook_backoff: Duration::from_secs(1),
             public_url: None,

@@ -151,6 +151,29 @@ async fn validate(state: &AppState, field: &str, v: &Video) -> Result<(), ApiErr
     }
 }
 
+/// Text fields the SDK may have mistaken for files.
+const TEXT_FIELDS: [&str; 3] = ["sound_effect_prompt", "bgm_prompt", "negative_prompt"];
+
+/// Undoes a quirk of the `inferencesh` SDK 0.36: any input string of 16+ characters that happens to be valid
+/// base64 (e.g. the prompt "oceanwavesseagul") is decoded and uploaded as a file, and the field replaced by the
+/// file's uri. For prompt fields holding one of our small uploads, the original text is restored by
+/// re-encoding the bytes.
+pub async fn restore_sdk_text_uploads(state: &AppState, input: &mut Value) -> Result<(), ApiError> {
+    let Some(obj) = input.as_object_mut() else { return Ok(()) };
+    for field in TEXT_FIELDS {
+        let Some(id) = obj.get(field).and_then(Value::as_str).and_then(own_file_id).map(str::to_string) else {
+            continue;
+        };
+        let Some(f) = state.store.get_file(&id).await? else { continue };
+        if !f.uploaded || f.size > 1024 {
+            continue;
+        }
+        let bytes = tokio::fs::read(state.files.local_path(&id).await?).await.map_err(crate::ServerError::from)?;
+        obj.insert(field.into(), Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
+    }
+    Ok(())
+}
+
 /// Builds the engine request from the input object (video already resolved to `video_path`).
 /// Unknown fields and wrong types are 422s naming the field.
 pub fn build_request(state: &AppState, input: &Value, video_path: &std::path::Path) -> Result<Request, ApiError> {

@@ -45,6 +45,7 @@ fn run_wait_with_base64_and_data_uri() {
     let dir = tempfile::tempdir().unwrap();
     let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
     py(&srv.base, "run.py", &["base64", s(&video("exact3_mp4"))], &[], T);
+    py(&srv.base, "run.py", &["base64_prompt", s(&video("exact3_mp4"))], &[], T);
 }
 
 #[test]

@@ -36,11 +36,12 @@ pub async fn submit(
     state: &AppState,
     api: Api,
     app: &str,
-    input: Value,
+    mut input: Value,
     webhook: Option<String>,
     external_id: Option<String>,
     base: String,
 ) -> Result<crate::types::TaskRow, ApiError> {
+    crate::inputs::restore_sdk_text_uploads(state, &mut input).await?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "The server is shutting down; retry shortly."));
     }
