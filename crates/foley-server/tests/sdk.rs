@@ -172,3 +172,76 @@ fn web_page_in_headless_chromium() {
     let out = py(&srv.base, "page.py", &[s(&video("h264_mp4")), s(&video("short_mp4"))], &[], T);
     eprintln!("page: {out}");
 }
+
+/// A loopback webhook receiver answering 500 until `accept` is set; records the bodies it got.
+struct Hook {
+    url: String,
+    accept: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(u16, String)>>>,
+}
+
+fn hook() -> Hook {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let accept = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b) = (accept.clone(), bodies.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut r = BufReader::new(conn);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let code = if a.load(Ordering::SeqCst) { 200 } else { 500 };
+            b.lock().unwrap().push((code, String::from_utf8_lossy(&body).into_owned()));
+            let _ = write!(r.get_mut(), "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Hook { url, accept, bodies }
+}
+
+#[test]
+fn undelivered_webhook_is_resent_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = hook();
+    let slow_retries = |c: &mut foley_server::Config| {
+        c.webhook_attempts = 100;
+        c.webhook_backoff = Duration::from_millis(300);
+    };
+    let srv = start(dir.path(), ToneEngine::new(1, 10), slow_retries);
+    let ids: Vec<String> =
+        serde_json::from_str(py(&srv.base, "restart.py", &["submit_webhook", s(&video("h264_mp4")), &h.url], &[], T).trim())
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.bodies.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "no webhook attempts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(srv); // stops while the delivery is still being retried
+    let failed_attempts = h.bodies.lock().unwrap().len();
+    h.accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _srv = start(dir.path(), ToneEngine::new(1, 10), slow_retries);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !h.bodies.lock().unwrap().iter().any(|(c, _)| *c == 200) {
+        assert!(Instant::now() < deadline, "webhook not re-sent after restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bodies = h.bodies.lock().unwrap();
+    let (_, last) = bodies.iter().find(|(c, _)| *c == 200).unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["id"], ids[0].as_str());
+    assert_eq!(v["status"], 10);
+    eprintln!("webhook: {failed_attempts} failed attempts before the restart, delivered after it");
+}
