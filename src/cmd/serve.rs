@@ -69,8 +69,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--no-auth is only allowed on a loopback address, not {}", args.listen);
     }
     let model = args.model.clone().unwrap_or_else(|| foley_pipeline::default_model().to_string());
-    eprintln!("foley: loading {model} …");
-    let engine: Arc<dyn Engine> = foley_pipeline::load_engine(&model)?;
     let mut cfg = foley_server::Config::new(&args.data_dir);
     cfg.api_keys = args.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     cfg.no_auth = args.no_auth;
@@ -89,8 +87,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     tracing::info!(config = ?cfg, "starting");
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(async move {
+        // Bound first: while the model loads, /health answers 503 instead of the port being closed.
+        let socket = std::net::TcpListener::bind(args.listen).with_context(|| format!("listen on {}", args.listen))?;
+        socket.set_nonblocking(true)?;
+        let loading = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
+        eprintln!("foley: loading {model} (http://{} answers 503 until it is ready)", socket.local_addr()?);
+        let engine: Arc<dyn Engine> =
+            foley_server::while_loading(loading, move || foley_pipeline::load_engine(&model)).await??;
         let state = foley_server::AppState::open(cfg, engine).await?;
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::from_std(socket)?;
         eprintln!("foley: serving {} on http://{}", state.engine.model(), listener.local_addr()?);
         foley_server::serve(state, listener, shutdown_signal()).await?;
         anyhow::Ok(())

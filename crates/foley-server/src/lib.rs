@@ -83,6 +83,38 @@ impl AppState {
     }
 }
 
+/// Answers `/health` (and everything else) with 503 on `listener` until `load` returns: model loading can take
+/// minutes, and orchestrators should see "not ready" rather than a closed port. Returns what `load` returned;
+/// the caller then hands a clone of the same socket to [`serve`].
+pub async fn while_loading<T: Send + 'static>(
+    listener: tokio::net::TcpListener,
+    load: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServerError> {
+    use axum::response::IntoResponse;
+    let loading = axum::Router::new().fallback(|| async {
+        let mut r = ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "loading",
+            "The model is loading; retry shortly.",
+        )
+        .into_response();
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, 5.into());
+        r
+    });
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, loading)
+            .with_graceful_shutdown(async move {
+                let _ = done_rx.await;
+            })
+            .await
+    });
+    let result = tokio::task::spawn_blocking(load).await.map_err(|e| ServerError::Other(format!("loading: {e}")))?;
+    let _ = done_tx.send(());
+    let _ = server.await;
+    Ok(result)
+}
+
 /// Runs the server on `listener` until `shutdown` resolves: recovers unfinished tasks, starts the workers and
 /// re-sends pending webhooks, serves, then stops taking work and waits (bounded) for running tasks.
 pub async fn serve(

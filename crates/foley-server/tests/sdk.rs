@@ -245,3 +245,57 @@ fn undelivered_webhook_is_resent_after_a_restart() {
     assert_eq!(v["status"], 10);
     eprintln!("webhook: {failed_attempts} failed attempts before the restart, delivered after it");
 }
+
+fn status_line(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn health_is_503_while_the_model_loads() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let loading = tokio::net::TcpListener::from_std(socket.try_clone().unwrap()).unwrap();
+        let load = tokio::spawn(foley_server::while_loading(loading, || {
+            std::thread::sleep(Duration::from_millis(1500));
+            7
+        }));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let line = tokio::task::spawn_blocking(move || status_line(addr, "/health")).await.unwrap();
+        assert!(line.starts_with("HTTP/1.1 503"), "{line}");
+        assert_eq!(load.await.unwrap().unwrap(), 7);
+        // The same socket then serves the real server.
+        let dir = tempfile::tempdir().unwrap();
+        let state = foley_server::AppState::open(common::config(dir.path()), std::sync::Arc::new(ToneEngine::new(1, 1)))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::from_std(socket).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let srv = tokio::spawn(foley_server::serve(state, listener, async move {
+            let _ = stopped.await;
+        }));
+        let line = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let l = status_line(addr, "/health");
+                if l.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
+                    return l;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let _ = stop.send(());
+        srv.await.unwrap().unwrap();
+    });
+}
