@@ -30,7 +30,16 @@ fn main() -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let t = std::time::Instant::now();
-    let out = engine.generate(&req, dir.path(), &|_| {}, &CancelToken::new())?;
+    // stage changes as they happen (long runs show where they are)
+    let last = std::sync::Mutex::new(None);
+    let progress = |p: foley_pipeline::Progress| {
+        let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+        if *l != Some(p.stage) {
+            *l = Some(p.stage);
+            eprintln!("[{:>8.2} s] {:?}", t.elapsed().as_secs_f64(), p.stage);
+        }
+    };
+    let out = engine.generate(&req, dir.path(), &progress, &CancelToken::new())?;
     let total = t.elapsed().as_secs_f64();
     println!("model {model}, {:.2} s clip, {} steps, load {load:.2} s", out.duration_s, out.settings["num_steps"]);
     println!("| stage | seconds |\n|---|---|");
