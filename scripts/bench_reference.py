@@ -53,7 +53,7 @@ def mux(make_video, info, path, audio, rate):
     with av.open(str(path), "w") as c:
         v = c.add_stream("h264", info.fps)
         v.codec_context.bit_rate, v.width, v.height, v.pix_fmt = 10 * 10**6, info.width, info.height, "yuv420p"
-        a = c.add_stream("aac", rate)
+        a = c.add_stream("aac", rate, layout="mono")
         for image in info.all_frames:
             c.mux(v.encode(av.VideoFrame.from_ndarray(image)))
         c.mux(v.encode())
@@ -149,10 +149,16 @@ def main():
         if device.type == "cuda":
             torch.cuda.synchronize()
         w, c = time.perf_counter(), cpu()
-        out = fn()
+        try:
+            out = fn()
+        except Exception as e:  # keep the stages measured so far (a failed mux still leaves a report)
+            stages.append(dict(stage=name, wall_s=None, cpu_s=None, error=repr(e)))
+            print(f"{name}: failed: {e!r}", file=sys.stderr, flush=True)
+            return None
         if device.type == "cuda":
             torch.cuda.synchronize()
         stages.append(dict(stage=name, wall_s=time.perf_counter() - w, cpu_s=cpu() - c))
+        print(f"{name}: {stages[-1]['wall_s']:.2f} s wall, {stages[-1]['cpu_s']:.2f} s cpu", file=sys.stderr, flush=True)
         return out
 
     rng = torch.Generator(device=device).manual_seed(42)

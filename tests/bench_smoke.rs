@@ -15,7 +15,8 @@ fn bench_tiny_test_json() {
     assert_eq!(v["model"], "tiny-test");
     assert_eq!(v["steps"], 2);
     assert_eq!(v["dtype"], "f32");
-    let stages: Vec<&str> = v["stages"].as_array().expect("stages").iter().filter_map(|s| s["stage"].as_str()).collect();
+    let stages: Vec<&str> =
+        v["stages"].as_array().expect("stages").iter().filter_map(|s| s["stage"].as_str()).collect();
     for s in ["frames", "clip", "synchformer", "text", "sampling", "vae", "vocoder", "mux"] {
         assert!(stages.contains(&s), "stage {s} missing from {stages:?}");
     }

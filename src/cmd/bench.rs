@@ -116,7 +116,8 @@ fn test_clip(path: &Path, secs: f64) -> anyhow::Result<()> {
 /// Runs the benchmark and prints the report.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(3.0..=20.0).contains(&args.duration) {
-        bail!(foley_pipeline::PipelineError::invalid("--duration", format!("is {}; it must be 3–20 s", args.duration)));
+        let why = format!("is {}; it must be 3–20 s", args.duration);
+        bail!(foley_pipeline::PipelineError::invalid("--duration", why));
     }
     if args.steps == 0 || args.steps > 200 {
         bail!(foley_pipeline::PipelineError::invalid("--steps", format!("is {}; it must be 1–200", args.steps)));
