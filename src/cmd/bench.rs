@@ -75,21 +75,6 @@ pub struct Report {
     pub peak_rss_mb: f64,
 }
 
-fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Probe => "probe",
-        Stage::Frames => "frames",
-        Stage::Clip => "clip",
-        Stage::Synchformer => "synchformer",
-        Stage::Text => "text",
-        Stage::Sampling => "sampling",
-        Stage::Vae => "vae",
-        Stage::Vocoder => "vocoder",
-        Stage::Mix => "mix",
-        Stage::Mux => "mux",
-    }
-}
-
 fn device(name: &str) -> anyhow::Result<candle_core::Device> {
     Ok(match name {
         "cuda" => candle_core::Device::new_cuda(0).context("--device cuda (build foley with --features cuda)")?,
@@ -178,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .timings
         .iter()
         .map(|s| StageTime {
-            stage: stage_name(s.stage),
+            stage: s.stage.name(),
             wall_s: s.seconds,
             cpu_s: if own_span.contains(&s.stage) { cpu_of(s.stage) } else { None },
         })

@@ -56,21 +56,6 @@ pub struct Args {
     pub json: bool,
 }
 
-fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Probe => "probe",
-        Stage::Frames => "frames",
-        Stage::Clip => "clip",
-        Stage::Synchformer => "synchformer",
-        Stage::Text => "text",
-        Stage::Sampling => "sampling",
-        Stage::Vae => "vae",
-        Stage::Vocoder => "vocoder",
-        Stage::Mix => "mix",
-        Stage::Mux => "mux",
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = args.model.clone().unwrap_or_else(|| foley_pipeline::default_model().to_string());
     let request = Request {
@@ -129,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
         if *l != Some(p.stage) {
             *l = Some(p.stage);
-            bar.set_prefix(stage_name(p.stage));
+            bar.set_prefix(p.stage.name());
         }
         bar.set_position(p.percent.round() as u64);
     };
@@ -196,6 +181,6 @@ fn summary(args: &Args, o: &Output, video: &Path, stems: &[PathBuf], noise: bool
     let lufs = o.settings.get("measured_loudness_lufs").and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
     println!("loudness: {lufs:.1} LUFS");
     let total: f64 = o.timings.iter().map(|t| t.seconds).sum();
-    let parts: Vec<String> = o.timings.iter().map(|t| format!("{} {:.2}s", stage_name(t.stage), t.seconds)).collect();
+    let parts: Vec<String> = o.timings.iter().map(|t| format!("{} {:.2}s", t.stage.name(), t.seconds)).collect();
     println!("time:     {total:.2}s ({})", parts.join(", "));
 }

@@ -106,6 +106,24 @@ pub enum Stage {
     Mux,
 }
 
+impl Stage {
+    /// The stage's name as it appears in JSON (`snake_case`), logs and progress bars.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Probe => "probe",
+            Stage::Frames => "frames",
+            Stage::Clip => "clip",
+            Stage::Synchformer => "synchformer",
+            Stage::Text => "text",
+            Stage::Sampling => "sampling",
+            Stage::Vae => "vae",
+            Stage::Vocoder => "vocoder",
+            Stage::Mix => "mix",
+            Stage::Mux => "mux",
+        }
+    }
+}
+
 /// A progress report: the stage and the overall completion in percent (0–100).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
@@ -204,6 +222,14 @@ mod tests {
         assert!(Request { num_steps: Some(25), cfg_strength: Some(4.5), seed: Some(42), ..Request::default() }
             .check_fields()
             .is_ok());
+    }
+
+    #[test]
+    fn stage_names_match_their_json() {
+        for s in [Stage::Probe, Stage::Frames, Stage::Clip, Stage::Synchformer, Stage::Text, Stage::Sampling,
+            Stage::Vae, Stage::Vocoder, Stage::Mix, Stage::Mux] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
     }
 
     #[test]
