@@ -11,6 +11,7 @@ use candle_nn::{VarBuilder, VarMap};
 use foley_models::clip::{ClipVisionTransformer, Config};
 
 fn main() -> candle_core::Result<()> {
+    foley_models::alloc::tune_for_inference();
     let mut args = std::env::args().skip(1);
     let frames: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
     let repeats: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);

@@ -33,6 +33,7 @@ fn randomize(varmap: &VarMap, dev: &Device) -> foley_models::Result<()> {
 }
 
 fn main() -> foley_models::Result<()> {
+    foley_models::alloc::tune_for_inference();
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str).unwrap_or("16k");
     let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8.0);

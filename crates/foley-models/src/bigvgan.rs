@@ -18,6 +18,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::alias_free::Activation1d;
+use crate::conv::{ChannelAxis, Conv1d};
 use crate::error::{Error, Result};
 use crate::weights::weight_norm_weight;
 
@@ -81,37 +82,19 @@ impl Config {
 
 /// A weight-normed `Conv1d` (bias optional), `padding = (k * d - d) / 2` unless given.
 #[derive(Debug, Clone)]
-struct WnConv1d {
-    w: Tensor,
-    b: Option<Tensor>,
-    pad: usize,
-    dilation: usize,
-}
+struct WnConv1d(Conv1d);
 
 impl WnConv1d {
     fn new(i: usize, o: usize, k: usize, dilation: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let w = weight_norm_weight(&vb, (o, i, k))?;
-        let b = if bias {
-            Some(vb.get(o, "bias")?.reshape((1, o, 1))?)
-        } else {
-            None
-        };
-        Ok(Self {
-            w,
-            b,
-            pad: (k * dilation - dilation) / 2,
-            dilation,
-        })
+        let b = if bias { Some(vb.get(o, "bias")?) } else { None };
+        Ok(Self(Conv1d::new(w, b, (k * dilation - dilation) / 2, dilation, ChannelAxis::First)?))
     }
 }
 
 impl Module for WnConv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.conv1d(&self.w, self.pad, 1, self.dilation, 1)?;
-        match &self.b {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
+        self.0.forward(x)
     }
 }
 

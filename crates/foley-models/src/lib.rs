@@ -4,8 +4,10 @@
 
 // Generation side (issue 4): MM-DiT, sampler, VAE decoder, vocoders, weight loading
 pub mod alias_free;
+pub mod alloc;
 mod alias_free_cpu;
 pub mod bigvgan;
+pub mod conv;
 pub mod error;
 pub mod generate;
 pub mod mel;

@@ -4,7 +4,9 @@
 //! (`mmaudio/model/transformer_layers.py`), all at github.com/hkchengrex/MMAudio commit 974010a.
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Conv1d, Conv1dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::conv::{self, ChannelAxis};
 
 use crate::error::Result;
 
@@ -33,34 +35,26 @@ pub(crate) fn layer_norm(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
 }
 
 /// `ChannelLastConv1d`: a Conv1d applied to `(B, N, C)` tensors.
+/// `nn.Conv1d` applied to channel-last `(B, T, C)` tokens (the reference transposes around it; here the
+/// convolution reads the token layout directly, see [`crate::conv`]).
+/// `nn.Conv1d` applied to channel-last `(B, T, C)` tokens (the reference transposes around it; here the
+/// convolution reads the token layout directly, see [`crate::conv`]).
 #[derive(Debug, Clone)]
-pub(crate) struct ChannelLastConv1d(Conv1d);
+pub(crate) struct ChannelLastConv1d(conv::Conv1d);
 
 impl ChannelLastConv1d {
     pub fn new(i: usize, o: usize, k: usize, pad: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv1dConfig {
-            padding: pad,
-            ..Default::default()
-        };
-        let conv = if bias {
-            candle_nn::conv1d(i, o, k, cfg, vb)?
-        } else {
-            candle_nn::conv1d_no_bias(i, o, k, cfg, vb)?
-        };
-        Ok(Self(conv))
+        let b = if bias { Some(vb.get(o, "bias")?) } else { None };
+        Ok(Self(conv::Conv1d::new(vb.get((o, i, k), "weight")?, b, pad, 1, ChannelAxis::Last)?))
     }
 }
 
 impl Module for ChannelLastConv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.0
-            .forward(&x.transpose(1, 2)?.contiguous()?)?
-            .transpose(1, 2)?
-            .contiguous()
+        self.0.forward(x)
     }
 }
 
-/// Hidden width of the SwiGLU MLPs: `256 * ceil(int(2 * hidden / 3) / 256)`.
 pub(crate) fn swiglu_hidden(hidden: usize) -> usize {
     let h = 2 * hidden / 3;
     256 * h.div_ceil(256)

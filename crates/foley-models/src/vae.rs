@@ -13,6 +13,7 @@ use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::conv::{ChannelAxis, Conv1d};
 use crate::error::{Error, Result};
 use crate::mel::MelStats;
 
@@ -102,10 +103,7 @@ fn mp_sum(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 
 /// `MPConv1D` with the load-time normalisation folded in (`gain` multiplies the normalised weight).
 #[derive(Debug, Clone)]
-struct MpConv {
-    w: Tensor,
-    pad: usize,
-}
+struct MpConv(Conv1d);
 
 impl MpConv {
     fn new(i: usize, o: usize, k: usize, gain: Option<&Tensor>, vb: VarBuilder) -> Result<Self> {
@@ -123,16 +121,13 @@ impl MpConv {
         if let Some(g) = gain {
             w = w.broadcast_mul(&g.to_dtype(DType::F32)?)?;
         }
-        Ok(Self {
-            w: w.to_dtype(raw.dtype())?,
-            pad: k / 2,
-        })
+        Ok(Self(Conv1d::new(w.to_dtype(raw.dtype())?, None, k / 2, 1, ChannelAxis::First)?))
     }
 }
 
 impl Module for MpConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.conv1d(&self.w, self.pad, 1, 1, 1)
+        self.0.forward(x)
     }
 }
 
