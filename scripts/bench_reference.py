@@ -43,26 +43,13 @@ def cpu():
 
 
 def mux(make_video, info, path, audio, rate):
-    """eval_utils.make_video (re-encodes the video as h264 with the AAC track). Newer PyAV (18) rejects its one
-    whole-clip AAC frame; then the same work with the audio fed in 1024-sample frames."""
-    import av
-    try:
-        return make_video(info, path, audio, sampling_rate=rate)
-    except av.error.ArgumentError:
-        pass
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("h264", info.fps)
-        v.codec_context.bit_rate, v.width, v.height, v.pix_fmt = 10 * 10**6, info.width, info.height, "yuv420p"
-        a = c.add_stream("aac", rate, layout="mono")
-        for image in info.all_frames:
-            c.mux(v.encode(av.VideoFrame.from_ndarray(image)))
-        c.mux(v.encode())
-        x = audio.numpy().astype("float32")
-        for i in range(0, x.shape[-1], 1024):
-            f = av.AudioFrame.from_ndarray(x[:, i:i + 1024].copy(), format="fltp", layout="mono")
-            f.sample_rate, f.pts = rate, i
-            c.mux(a.encode(f))
-        c.mux(a.encode())
+    """eval_utils.make_video (re-encodes the video as h264 with the AAC track), as demo.py calls it. Random
+    weights overflow the reference's BigVGAN at real depth to inf/NaN, which FFmpeg's AAC encoder refuses
+    (avcodec_send_frame: EINVAL); real weights never produce them, so they are zeroed first (one pass over the
+    samples, negligible next to the encode)."""
+    import torch
+    audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+    return make_video(info, path, audio, sampling_rate=rate)
 
 
 def build(model, device, dtype):
@@ -172,12 +159,13 @@ def main():
         sync_v = info.sync_frames.unsqueeze(0).to(device, dtype)
         clip_f = stage("clip", lambda: fu.encode_video_with_clip(clip_v, batch_size=args.clip_batch))
         sync_f = stage("synchformer", lambda: fu.encode_video_with_sync(sync_v, batch_size=args.clip_batch))
-        text_f = stage("text", lambda: fu.encode_text([PROMPT]))
+        # demo.py passes negative_text=[args.negative_prompt] (default ''), so generate() encodes both
+        text_f, neg_f = stage("text", lambda: (fu.encode_text([PROMPT]), fu.encode_text([""])))
 
         def sample():
             x0 = torch.randn(1, net.latent_seq_len, net.latent_dim, device=device, dtype=dtype, generator=rng)
             cond = net.preprocess_conditions(clip_f, sync_f, text_f)
-            empty = net.get_empty_conditions(1)
+            empty = net.get_empty_conditions(1, negative_text_features=neg_f)
             return fm.to_data(lambda t, x: net.ode_wrapper(t, x, cond, empty, 4.5), x0)
 
         x1 = stage("sampling", sample)

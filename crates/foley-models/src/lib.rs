@@ -10,6 +10,7 @@ pub mod bigvgan;
 pub mod conv;
 pub mod error;
 pub mod generate;
+pub mod linear;
 pub mod mel;
 pub mod mmaudio;
 pub mod mmaudio_layers;

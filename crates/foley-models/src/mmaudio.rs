@@ -11,7 +11,9 @@
 //! All sequence lengths come from the inputs, so any duration works (see [`crate::sequence`]).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::{self, Linear};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -233,12 +235,12 @@ impl MMAudio {
             })
         };
         let clip_input_proj = InputProj {
-            first: First::Linear(candle_nn::linear(cfg.clip_dim, h, vb.pp("clip_input_proj.0"))?),
+            first: First::Linear(linear::linear(cfg.clip_dim, h, vb.pp("clip_input_proj.0"))?),
             act: lin_act,
             mlp: SwiGlu::conv(h, 4 * h, 3, 1, vb.pp("clip_input_proj").pp(lin_mlp))?,
         };
         let text_input_proj = InputProj {
-            first: First::Linear(candle_nn::linear(cfg.text_dim, h, vb.pp("text_input_proj.0"))?),
+            first: First::Linear(linear::linear(cfg.text_dim, h, vb.pp("text_input_proj.0"))?),
             act: lin_act,
             mlp: SwiGlu::mlp(h, 4 * h, vb.pp("text_input_proj").pp(lin_mlp))?,
         };
@@ -276,8 +278,8 @@ impl MMAudio {
             clip_input_proj,
             sync_input_proj: conv_proj(cfg.sync_dim, 3, vb.pp("sync_input_proj"))?,
             text_input_proj,
-            clip_cond_proj: candle_nn::linear(h, h, vb.pp("clip_cond_proj"))?,
-            text_cond_proj: candle_nn::linear(h, h, vb.pp("text_cond_proj"))?,
+            clip_cond_proj: linear::linear(h, h, vb.pp("clip_cond_proj"))?,
+            text_cond_proj: linear::linear(h, h, vb.pp("text_cond_proj"))?,
             global_cond_mlp: SwiGlu::mlp(h, 4 * h, vb.pp("global_cond_mlp"))?,
             sync_pos_emb: vb.get((1, 1, SYNC_FRAMES_PER_SEGMENT, cfg.sync_dim), "sync_pos_emb")?,
             final_layer: FinalBlock::new(h, cfg.latent_dim, vb.pp("final_layer"))?,

@@ -4,7 +4,9 @@
 //! (`mmaudio/model/transformer_layers.py`), all at github.com/hkchengrex/MMAudio commit 974010a.
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::{self, Linear};
 
 use crate::conv::{self, ChannelAxis};
 
@@ -72,9 +74,9 @@ impl SwiGlu {
     pub fn mlp(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
         let h = swiglu_hidden(hidden);
         Ok(Self::Linear(
-            candle_nn::linear_no_bias(dim, h, vb.pp("w1"))?,
-            candle_nn::linear_no_bias(h, dim, vb.pp("w2"))?,
-            candle_nn::linear_no_bias(dim, h, vb.pp("w3"))?,
+            linear::linear_no_bias(dim, h, vb.pp("w1"))?,
+            linear::linear_no_bias(h, dim, vb.pp("w2"))?,
+            linear::linear_no_bias(dim, h, vb.pp("w3"))?,
         ))
     }
 
@@ -116,8 +118,8 @@ impl TimestepEmbedder {
         let n = freqs.len();
         Ok(Self {
             freqs: Tensor::from_vec(freqs, (1, n), vb.device())?,
-            mlp0: candle_nn::linear(freq_size, dim, vb.pp("mlp.0"))?,
-            mlp2: candle_nn::linear(dim, dim, vb.pp("mlp.2"))?,
+            mlp0: linear::linear(freq_size, dim, vb.pp("mlp.0"))?,
+            mlp2: linear::linear(dim, dim, vb.pp("mlp.2"))?,
         })
     }
 
@@ -194,7 +196,7 @@ impl SelfAttention {
     pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         let hd = dim / heads;
         Ok(Self {
-            qkv: candle_nn::linear(dim, 3 * dim, vb.pp("qkv"))?,
+            qkv: linear::linear(dim, 3 * dim, vb.pp("qkv"))?,
             q_norm: vb.get(hd, "q_norm.weight")?,
             k_norm: vb.get(hd, "k_norm.weight")?,
             heads,
@@ -265,7 +267,7 @@ impl SingleBlock {
     ) -> Result<Self> {
         let attn = SelfAttention::new(dim, heads, vb.pp("attn"))?;
         let n_mod = if pre_only { 2 } else { 6 };
-        let ada_ln = candle_nn::linear(dim, n_mod * dim, vb.pp("adaLN_modulation.1"))?;
+        let ada_ln = linear::linear(dim, n_mod * dim, vb.pp("adaLN_modulation.1"))?;
         let post = if pre_only {
             None
         } else {
@@ -273,7 +275,7 @@ impl SingleBlock {
             let pad = kernel / 2;
             if kernel == 1 {
                 Some((
-                    Proj::Linear(candle_nn::linear(dim, dim, vb.pp("linear1"))?),
+                    Proj::Linear(linear::linear(dim, dim, vb.pp("linear1"))?),
                     SwiGlu::mlp(dim, hidden, vb.pp("ffn"))?,
                 ))
             } else {
@@ -378,7 +380,7 @@ pub(crate) struct FinalBlock {
 impl FinalBlock {
     pub fn new(dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            ada_ln: candle_nn::linear(dim, 2 * dim, vb.pp("adaLN_modulation.1"))?,
+            ada_ln: linear::linear(dim, 2 * dim, vb.pp("adaLN_modulation.1"))?,
             conv: ChannelLastConv1d::new(dim, out_dim, 7, 3, true, vb.pp("conv"))?,
         })
     }

@@ -14,7 +14,9 @@
 //! 768-d feature. A clip of T frames gives `((T - 16) / 8 + 1) * 8` tokens.
 
 use candle_core::{IndexOp, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::linear::{self, Linear};
 
 use crate::vit_layers::{attention, layer_norm, merge_heads, split_qkv, Activation, Mlp, PatchEmbed};
 
@@ -84,8 +86,8 @@ struct DividedAttention {
 impl DividedAttention {
     fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            qkv: candle_nn::linear(dim, 3 * dim, vb.pp("qkv"))?,
-            proj: candle_nn::linear(dim, dim, vb.pp("proj"))?,
+            qkv: linear::linear(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: linear::linear(dim, dim, vb.pp("proj"))?,
             heads,
             scale: 1.0 / ((dim / heads) as f64).sqrt(),
         })
@@ -173,8 +175,8 @@ impl SpatialAggregation {
         Ok(Self {
             cls_token: vb.get((1, 1, d), "cls_token")?,
             norm1: layer_norm(d, eps, vb.pp("norm1"))?,
-            in_proj: Linear::new(sa.get((3 * d, d), "in_proj_weight")?, Some(sa.get(3 * d, "in_proj_bias")?)),
-            out_proj: candle_nn::linear(d, d, sa.pp("out_proj"))?,
+            in_proj: Linear::new(sa.get((3 * d, d), "in_proj_weight")?, Some(sa.get(3 * d, "in_proj_bias")?))?,
+            out_proj: linear::linear(d, d, sa.pp("out_proj"))?,
             norm2: layer_norm(d, eps, vb.pp("norm2"))?,
             ff: Mlp::new(d, d * cfg.mlp_ratio, Activation::GeluErf, vb.clone(), ("linear1", "linear2"))?,
             heads: cfg.num_heads,

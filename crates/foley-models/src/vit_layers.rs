@@ -3,7 +3,9 @@
 //! embeddings as one matmul, and the single attention kernel every encoder calls.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::linear::{self, Linear};
 
 use crate::fast_ops;
 
@@ -81,8 +83,8 @@ impl MultiheadAttention {
         let w = vb.get((3 * dim, dim), "in_proj_weight")?;
         let b = vb.get(3 * dim, "in_proj_bias")?;
         Ok(Self {
-            in_proj: Linear::new(w, Some(b)),
-            out_proj: candle_nn::linear(dim, dim, vb.pp("out_proj"))?,
+            in_proj: Linear::new(w, Some(b))?,
+            out_proj: linear::linear(dim, dim, vb.pp("out_proj"))?,
             heads,
             scale: 1.0 / ((dim / heads) as f64).sqrt(),
         })
@@ -115,8 +117,8 @@ pub struct Mlp {
 impl Mlp {
     pub fn new(dim: usize, hidden: usize, act: Activation, vb: VarBuilder, names: (&str, &str)) -> Result<Self> {
         Ok(Self {
-            fc1: candle_nn::linear(dim, hidden, vb.pp(names.0))?,
-            fc2: candle_nn::linear(hidden, dim, vb.pp(names.1))?,
+            fc1: linear::linear(dim, hidden, vb.pp(names.0))?,
+            fc2: linear::linear(hidden, dim, vb.pp(names.1))?,
             act,
         })
     }
