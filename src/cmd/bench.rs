@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use candle_core::DType;
 use foley_pipeline::{CancelToken, Engine, FoleyEngine, ModelSpec, Progress, Request, Stage};
 use serde::Serialize;
 
@@ -34,7 +35,8 @@ pub struct Args {
     /// Device: cpu, cuda (build with --features cuda) or metal (build with --features metal).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
     pub device: String,
-    /// Weights and activations dtype: f32 (the only one on the CPU), bf16 (the default on a GPU), f16.
+    /// Weights and activations dtype: f32 (the only one on the CPU), bf16 (the default on a GPU), f16 or f32
+    /// on a GPU. The vocoder runs in f32 whatever this says.
     #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     pub dtype: Option<String>,
     /// Full untimed generations before the timed one (kernel loading, allocator warm-up on GPUs).
@@ -108,17 +110,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!(foley_pipeline::PipelineError::invalid("--steps", format!("is {}; it must be 1–200", args.steps)));
     }
     let dev = device(&args.device)?;
-    let default_dtype = if dev.is_cpu() { "f32" } else { "bf16" };
-    let dtype = args.dtype.clone().unwrap_or_else(|| default_dtype.to_string());
-    if dtype != default_dtype {
-        bail!(foley_pipeline::PipelineError::invalid(
-            "--dtype",
-            format!("is {dtype}; the engine runs {default_dtype} on {} (f32 on the CPU, bf16 on GPUs)", args.device)
-        ));
-    }
+    let asked = match args.dtype.as_deref() {
+        None => None,
+        Some("f16") => Some(DType::F16),
+        Some("bf16") => Some(DType::BF16),
+        Some(_) => Some(DType::F32),
+    };
+    let dtype = FoleyEngine::dtype_for(&dev, asked).map_err(|e| match e {
+        foley_pipeline::PipelineError::InvalidField { message, .. } => {
+            foley_pipeline::PipelineError::invalid("--dtype", format!("{message} (device {})", args.device))
+        }
+        other => other,
+    })?;
     let spec = ModelSpec::find(&args.model)?;
     let t = Instant::now();
-    let engine = FoleyEngine::random(spec, dev)?;
+    let engine = FoleyEngine::random_as(spec, dev, Some(dtype))?;
     let load_s = t.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir()?;
@@ -173,7 +179,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         implementation: "foley",
         model: args.model.clone(),
         device: args.device.clone(),
-        dtype,
+        dtype: dtype.as_str().to_string(),
         threads: sysinfo::threads(),
         duration_s: out.duration_s,
         steps: args.steps,

@@ -73,34 +73,62 @@ fn model_err(what: &str) -> impl Fn(foley_models::Error) -> PipelineError + '_ {
 }
 
 impl FoleyEngine {
-    /// Loads every network of `spec` from the files on disk (see [`crate::fetch::resolve`]).
+    /// Loads every network of `spec` from the files on disk (see [`crate::fetch::resolve`]), in the device's
+    /// default dtype (see [`Self::load_as`]).
     pub fn load(spec: ModelSpec, device: Device) -> Result<Self, PipelineError> {
+        Self::load_as(spec, device, None)
+    }
+
+    /// [`Self::load`] with the networks' dtype chosen: `None` is f32 on the CPU and bf16 on GPUs (the
+    /// reference's choice); GPUs also take f32 and f16, the CPU f32 only. The vocoder always runs in f32.
+    pub fn load_as(spec: ModelSpec, device: Device, dtype: Option<DType>) -> Result<Self, PipelineError> {
+        let dtype = Self::dtype_for(&device, dtype)?;
         let files = crate::fetch::resolve(&spec)?;
         let path = |role: &str| files.iter().find(|(r, _)| r == role).map(|(_, p)| p.clone()).unwrap_or_default();
         let dev = device.clone();
         let vb = move |role: &str, dt: DType| var_builder(path(role), dt, &dev).map_err(model_err(role));
-        Self::build(spec, device, &vb, files.clone())
+        Self::build(spec, device, dtype, &vb, files.clone())
     }
 
     /// The networks of `spec` with random weights (normal, std 0.02; weight-norm gains 1) instead of
     /// checkpoints: same shapes and code path, for timing a variant without its weights. The audio is noise.
     pub fn random(spec: ModelSpec, device: Device) -> Result<Self, PipelineError> {
+        Self::random_as(spec, device, None)
+    }
+
+    /// [`Self::random`] with the networks' dtype chosen, as in [`Self::load_as`].
+    pub fn random_as(spec: ModelSpec, device: Device, dtype: Option<DType>) -> Result<Self, PipelineError> {
+        let dtype = Self::dtype_for(&device, dtype)?;
         let dev = device.clone();
         let vb = move |_: &str, dt: DType| {
             Ok(VarBuilder::from_backend(Box::new(crate::random_weights::RandomWeights), dt, dev.clone()))
         };
-        Self::build(spec, device, &vb, Vec::new())
+        Self::build(spec, device, dtype, &vb, Vec::new())
+    }
+
+    /// The networks' dtype on `device`: f32 on the CPU (candle's half-precision CPU GEMM is no faster there,
+    /// and the CPU fast paths are f32), bf16 on accelerators unless asked otherwise.
+    pub fn dtype_for(device: &Device, asked: Option<DType>) -> Result<DType, PipelineError> {
+        match (device.is_cpu(), asked) {
+            (true, None | Some(DType::F32)) => Ok(DType::F32),
+            (true, Some(d)) => Err(PipelineError::invalid(
+                "dtype",
+                format!("is {}; the CPU runs f32 only (f16 and bf16 are for GPUs)", d.as_str()),
+            )),
+            (false, None) => Ok(DType::BF16),
+            (false, Some(d @ (DType::F32 | DType::F16 | DType::BF16))) => Ok(d),
+            (false, Some(d)) => Err(PipelineError::invalid("dtype", format!("is {}; use f32, f16 or bf16", d.as_str()))),
+        }
     }
 
     fn build(
         spec: ModelSpec,
         device: Device,
+        dtype: DType,
         vb: &dyn Fn(&str, DType) -> Result<VarBuilder<'static>, PipelineError>,
         files: Vec<(String, PathBuf)>,
     ) -> Result<Self, PipelineError> {
         let cfgs = spec.configs()?;
-        // f32 on CPU (candle's bf16 CPU GEMM is no faster there), bf16 on accelerators as the reference does
-        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         let t = Instant::now();
         let net = MMAudio::new(vb("network", dtype)?, &cfgs.network).map_err(model_err("network"))?;
         let vae = VaeDecoder::new(vb("vae", dtype)?, &cfgs.vae).map_err(model_err("vae"))?;
