@@ -12,9 +12,13 @@
 //! --duration 3 --steps 2` CLIP stage 96.7 s → 68.2 s, Synchformer 18.7 s → 10.8 s, minor page faults
 //! 98 M → 2 M (the 8 s run); MM-DiT forward (`dit_forward_bench`, batch 2) 0.70 s → 0.47 s.
 
-/// Applies the malloc settings above (glibc on Linux; elsewhere a no-op). Call once at start-up, before
-/// spawning threads. Returns whether they were applied.
+/// Applies the malloc settings above (glibc on Linux; elsewhere a no-op; `FOLEY_MALLOC=system` in the
+/// environment leaves glibc's defaults, e.g. for a long-lived process that must give memory back). Call once at
+/// start-up, before spawning threads. Returns whether they were applied.
 pub fn tune_for_inference() -> bool {
+    if std::env::var("FOLEY_MALLOC").is_ok_and(|v| v.trim() == "system") {
+        return false;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only adjusts allocator parameters; called before other threads allocate.
@@ -30,8 +34,9 @@ pub fn tune_for_inference() -> bool {
 mod tests {
     #[test]
     fn applies_on_glibc() {
+        let opted_out = std::env::var("FOLEY_MALLOC").is_ok_and(|v| v.trim() == "system");
         let applied = super::tune_for_inference();
-        assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
+        assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")) && !opted_out);
         // large allocations still work (served from the heap now)
         let v = vec![1u8; 64 << 20];
         assert_eq!(v.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
