@@ -177,9 +177,9 @@ impl Rope {
 /// `F.scaled_dot_product_attention` then `b h n d -> b n (h d)`.
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
     let (b, h, n, d) = q.dims4()?;
-    let scale = 1.0 / (d as f64).sqrt();
-    let att = (q.matmul(&k.t()?)? * scale)?;
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    // the 1/sqrt(d) scale on q (N×d) rather than on the N×N scores; softmax in place on CPU (crate::fast_ops)
+    let q = (q * (1.0 / (d as f64).sqrt()))?;
+    let att = crate::fast_ops::softmax_last_dim(q.matmul(&k.t()?)?)?;
     att.matmul(v)?.transpose(1, 2)?.reshape((b, n, h * d))
 }
 
