@@ -62,7 +62,15 @@ impl candle_core::Module for Conv1d {
             ChannelAxis::First => (1, o, 1),
             ChannelAxis::Last => (1, 1, o),
         };
-        if self.taps && x.device().is_cpu() && x.dtype() == DType::F32 {
+        if self.taps {
+            // the weight is in the per-tap layout, which only the CPU f32 path reads
+            if !x.device().is_cpu() || x.dtype() != DType::F32 {
+                candle_core::bail!(
+                    "conv1d: weights are f32 on the CPU, input is {:?} on {:?}",
+                    x.dtype(),
+                    x.device().location()
+                )
+            }
             let op = TapGemm {
                 padding: self.padding,
                 dilation: self.dilation,
@@ -259,7 +267,10 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::zeros((1, 2, 3), DType::F32, &dev)?;
         let w = Tensor::zeros((2, 2, 7), DType::F32, &dev)?;
-        assert!(Conv1d::new(w, None, 0, 1, ChannelAxis::First)?.forward(&x).is_err());
+        assert!(Conv1d::new(w.clone(), None, 0, 1, ChannelAxis::First)?.forward(&x).is_err());
+        // an input of another dtype than the CPU-layout weight is refused, not misread
+        let x64 = Tensor::zeros((1, 2, 9), DType::F64, &dev)?;
+        assert!(Conv1d::new(w, None, 0, 1, ChannelAxis::First)?.forward(&x64).is_err());
         Ok(())
     }
 }
