@@ -110,12 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!(foley_pipeline::PipelineError::invalid("--steps", format!("is {}; it must be 1–200", args.steps)));
     }
     let dev = device(&args.device)?;
-    let asked = match args.dtype.as_deref() {
-        None => None,
-        Some("f16") => Some(DType::F16),
-        Some("bf16") => Some(DType::BF16),
-        Some(_) => Some(DType::F32),
-    };
+    let asked = args.dtype.as_deref().map(str::parse::<DType>).transpose()?;
     let dtype = FoleyEngine::dtype_for(&dev, asked).map_err(|e| match e {
         foley_pipeline::PipelineError::InvalidField { message, .. } => {
             foley_pipeline::PipelineError::invalid("--dtype", format!("{message} (device {})", args.device))

@@ -161,52 +161,24 @@ impl CustomOp2 for TapGemm {
                 }
                 let n = hi - lo;
                 let src = lo + shift - p; // first input position read
-                // SAFETY: every pointer/stride pair below addresses only elements of `xb`, `w` and `ob`:
+                // SAFETY: every pointer/row-stride pair below addresses only elements of `xb`, `w` and `ob`:
                 // rows/columns run over [0, o) × [0, c) × [lo, hi) with src + n <= t, as computed above.
                 unsafe {
                     match self.axis {
                         // ob[:, lo..hi] += W_j (O×C, row-major in the (K, O, C) weight) · xb[:, src..src+n] (C×n)
-                        ChannelAxis::First => gemm::gemm(
-                            o,
-                            n,
-                            c,
-                            ob.as_mut_ptr().add(lo),
-                            1,
-                            t_out as isize,
-                            true,
-                            w.as_ptr().add(j * o * c),
-                            1,
-                            c as isize,
-                            xb.as_ptr().add(src),
-                            1,
-                            t as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
+                        ChannelAxis::First => gemm_add(
+                            (o, n, c),
+                            (ob.as_mut_ptr().add(lo), t_out),
+                            (w.as_ptr().add(j * o * c), c),
+                            (xb.as_ptr().add(src), t),
                             par,
                         ),
                         // ob[lo..hi, :] += xb[src..src+n, :] (n×C) · W_jᵀ (C×O, row-major in the (K, C, O) weight)
-                        ChannelAxis::Last => gemm::gemm(
-                            n,
-                            o,
-                            c,
-                            ob.as_mut_ptr().add(lo * o),
-                            1,
-                            o as isize,
-                            true,
-                            xb.as_ptr().add(src * c),
-                            1,
-                            c as isize,
-                            w.as_ptr().add(j * c * o),
-                            1,
-                            o as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
+                        ChannelAxis::Last => gemm_add(
+                            (n, o, c),
+                            (ob.as_mut_ptr().add(lo * o), o),
+                            (xb.as_ptr().add(src * c), c),
+                            (w.as_ptr().add(j * c * o), o),
                             par,
                         ),
                     }
@@ -219,6 +191,41 @@ impl CustomOp2 for TapGemm {
         };
         Ok((CpuStorage::F32(out), shape))
     }
+}
+
+/// `dst += lhs · rhs` for row-major f32 matrices given as (pointer, row stride), columns contiguous; `(m, n, k)`:
+/// dst is m×n, lhs m×k, rhs k×n.
+///
+/// # Safety
+/// Each pointer must address its whole matrix under its row stride.
+unsafe fn gemm_add(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs): (*const f32, usize),
+    par: gemm::Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        true,
+        lhs,
+        1,
+        lhs_rs as isize,
+        rhs,
+        1,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
 }
 
 #[cfg(test)]

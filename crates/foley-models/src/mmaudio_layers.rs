@@ -6,11 +6,9 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::linear::{self, Linear};
-
 use crate::conv::{self, ChannelAxis};
-
 use crate::error::Result;
+use crate::linear::{self, Linear};
 
 /// torch's `nn.SELU` constants.
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
@@ -36,11 +34,8 @@ pub(crate) fn layer_norm(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     candle_nn::ops::layer_norm(&x32, &ones, &zeros, eps as f32)?.to_dtype(x.dtype())
 }
 
-/// `ChannelLastConv1d`: a Conv1d applied to `(B, N, C)` tensors.
-/// `nn.Conv1d` applied to channel-last `(B, T, C)` tokens (the reference transposes around it; here the
-/// convolution reads the token layout directly, see [`crate::conv`]).
-/// `nn.Conv1d` applied to channel-last `(B, T, C)` tokens (the reference transposes around it; here the
-/// convolution reads the token layout directly, see [`crate::conv`]).
+/// `ChannelLastConv1d`: a Conv1d applied to `(B, N, C)` tensors (the reference transposes around it; here
+/// the convolution reads the token layout directly, see [`crate::conv`]).
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelLastConv1d(conv::Conv1d);
 
@@ -57,6 +52,7 @@ impl Module for ChannelLastConv1d {
     }
 }
 
+/// Hidden width of the SwiGLU MLPs: `256 * ceil(int(2 * hidden / 3) / 256)`.
 pub(crate) fn swiglu_hidden(hidden: usize) -> usize {
     let h = 2 * hidden / 3;
     256 * h.div_ceil(256)

@@ -17,7 +17,6 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::linear::{self, Linear};
-
 use crate::vit_layers::{attention, layer_norm, merge_heads, split_qkv, Activation, Mlp, PatchEmbed};
 
 /// Synchformer visual-encoder hyper-parameters (MotionFormer's `divided_224_16x4.yaml` as MMAudio patches it).

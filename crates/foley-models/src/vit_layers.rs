@@ -5,9 +5,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use crate::linear::{self, Linear};
-
 use crate::fast_ops;
+use crate::linear::{self, Linear};
 
 /// Activation of an MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
