@@ -99,7 +99,8 @@ def main():
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--dtype", default=None, choices=["f32", "bf16", "f16"], help="default: f32 on cpu, bf16 on cuda")
+    ap.add_argument("--dtype", default="bf16", choices=["f32", "bf16", "f16"],
+                    help="default bf16 on every device, as the reference's demo.py (f32 only with --full_precision)")
     ap.add_argument("--video", help="clip to use (default: a generated testsrc2 clip of --duration)")
     ap.add_argument("--reference", default=os.environ.get("FOLEY_MMAUDIO_REF"))
     ap.add_argument("--clip-batch", type=int, default=40,
@@ -111,7 +112,7 @@ def main():
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype_name = args.dtype or ("f32" if args.device == "cpu" else "bf16")
+    dtype_name = args.dtype
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype_name]
     device = torch.device(args.device)
     prepare_reference(args.reference)
