@@ -4,7 +4,7 @@
 //! Each is imported, listed and generated from (`--weights-dir` in place, and from foley's store); corrupted
 //! files (truncated, a NaN planted, a renamed key, a wrong shape) are refused with their sentence; finite weights
 //! large enough for the vocoder to overflow fail the generation with the stage named, in the CLI (exit 1) and
-//! through the server (task failed with that sentence).
+//! through the server (task failed with that sentence); every network loads from f32, f16 and bf16 safetensors.
 
 #[path = "../crates/foley-server/tests/common/mod.rs"]
 #[allow(dead_code)]
@@ -307,4 +307,24 @@ fn vocoder_overflow_fails_the_generation_naming_the_stage() {
         panic!("{e:?}\nserver log:\n{log}")
     });
     assert!(stdout.contains(sentence), "{stdout}");
+}
+
+#[test]
+fn every_network_loads_from_f32_f16_and_bf16_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::find("tiny-test").unwrap();
+    for (role, file) in [
+        ("network", "mmaudio_tiny_16k.pth"),
+        ("vae", "v1-16.pth"),
+        ("vocoder", "best_netG.pt"),
+        ("synchformer", "synchformer_state_dict.pth"),
+        ("clip", "open_clip_pytorch_model.bin"),
+    ] {
+        FoleyEngine::check_file(&spec, role, &tiny(file)).unwrap_or_else(|e| panic!("{role} .pth: {e}"));
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let p = dir.path().join(format!("{role}_{}.safetensors", dtype.as_str()));
+            save(&tensors(file), dtype, &p);
+            FoleyEngine::check_file(&spec, role, &p).unwrap_or_else(|e| panic!("{role} {dtype:?}: {e}"));
+        }
+    }
 }
