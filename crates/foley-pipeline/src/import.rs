@@ -86,6 +86,7 @@ fn import_variant(source: &Path, spec: &ModelSpec, how: Placement) -> Result<Var
                 file.checksum_verified = verified;
                 file.placed = Some(place(&dest_dir, spec, role, &path, how)?);
             }
+            Err(PipelineError::Model(why)) => file.refused = Some(why),
             Err(e) => file.refused = Some(e.to_string()),
         }
         files.push(file);
