@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use foley_pipeline::{CancelToken, Output, OutputFormat, Progress, Request, Stage};
+use foley_pipeline::{CancelToken, Engine, Output, OutputFormat, Progress, Request, Stage};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +39,10 @@ pub struct Args {
     /// tiny-test (random weights shipped with foley: noise, for self-checks).
     #[arg(long, env = "FOLEY_MODEL")]
     pub model: Option<String>,
+    /// Use the checkpoints in this folder in place (an MMAudio checkout, a ComfyUI models/mmaudio folder or a
+    /// folder of the official files), before foley's imported store and the Hugging Face cache.
+    #[arg(long, env = "FOLEY_WEIGHTS_DIR")]
+    pub weights_dir: Option<PathBuf>,
     /// Output video (default: <input stem>.foley.<mp4|mov> beside the input). Same container as the input.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -108,7 +112,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     bar.set_prefix("load");
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let engine = foley_pipeline::load_engine(&model)?;
+    let device = foley_pipeline::device_for(&model);
+    let engine = foley_pipeline::FoleyEngine::load_from(spec.clone(), device, None, args.weights_dir.as_deref())?;
+    let weights: std::collections::BTreeMap<String, PathBuf> = engine.files().iter().cloned().collect();
     let last = Mutex::new(None::<Stage>);
     let progress = |p: Progress| {
         let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
@@ -138,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stems.push(dst);
         }
     }
-    summary(&args, &output, &out_video, &stems, spec.noise);
+    summary(&args, &output, &out_video, &stems, spec.noise, &weights);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,7 +158,14 @@ fn default_output(video: &Path, ext: &str) -> PathBuf {
     video.with_file_name(format!("{stem}.foley.{ext}"))
 }
 
-fn summary(args: &Args, o: &Output, video: &Path, stems: &[PathBuf], noise: bool) {
+fn summary(
+    args: &Args,
+    o: &Output,
+    video: &Path,
+    stems: &[PathBuf],
+    noise: bool,
+    weights: &std::collections::BTreeMap<String, PathBuf>,
+) {
     if args.json {
         let v = serde_json::json!({
             "video": video,
@@ -165,6 +178,7 @@ fn summary(args: &Args, o: &Output, video: &Path, stems: &[PathBuf], noise: bool
             "noise": noise,
             "settings": o.settings,
             "timings": o.timings,
+            "weights": weights,
         });
         println!("{v}");
         return;

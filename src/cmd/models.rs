@@ -1,12 +1,13 @@
-//! `foley models list|download|convert`: what model bundles exist and which are on disk; fetching one into the
-//! Hugging Face cache (progress bar, checksums); converting a `.pth` checkpoint to safetensors once.
+//! `foley models list|download|import|convert`: what model bundles exist and which are on disk; fetching one into
+//! the Hugging Face cache (progress bar, checksums); importing weights people already have (an MMAudio checkout,
+//! a ComfyUI `models/mmaudio` folder); converting a `.pth` checkpoint to safetensors once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use foley_pipeline::bundle::{ModelSpec, ROLES};
-use foley_pipeline::fetch;
+use foley_pipeline::{fetch, import};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args, Debug)]
@@ -26,6 +27,9 @@ pub enum Command {
         /// (when present), then tiny-test, then the others (scripts pick the first line).
         #[arg(long, conflicts_with = "json")]
         present: bool,
+        /// Also look in this folder first (as generate and serve do with it).
+        #[arg(long, env = "FOLEY_WEIGHTS_DIR")]
+        weights_dir: Option<PathBuf>,
     },
     /// Download a bundle's weights into the Hugging Face cache (default: the default model of this machine).
     Download {
@@ -34,6 +38,25 @@ pub enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Import weights you already have: an MMAudio checkout (weights/, ext_weights/), a ComfyUI models/mmaudio
+    /// folder (Kijai/MMAudio_safetensors files, nvidia/bigvgan_v2_44khz_128band_512x/) or a folder of the
+    /// official files. Every file is checked (published md5, keys, shapes, finite values) before it is placed.
+    Import {
+        /// The folder holding the weights.
+        path: PathBuf,
+        /// Only this variant (default: every variant whose generator network is in PATH).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Symlink the files into foley's store (the default; the originals must stay where they are).
+        #[arg(long, conflicts_with = "copy")]
+        link: bool,
+        /// Copy the files into foley's store instead of linking them.
+        #[arg(long)]
+        copy: bool,
+        /// One JSON report on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Convert a `.pth` / `.pt` checkpoint to safetensors (memory-mapped loading), tensors unchanged.
     Convert {
@@ -46,7 +69,11 @@ pub enum Command {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::List { json, present } => list(json, present),
+        Command::List { json, present, weights_dir } => list(json, present, weights_dir.as_deref()),
+        Command::Import { path, variant, link: _, copy, json } => {
+            let how = if copy { import::Placement::Copy } else { import::Placement::Link };
+            import_weights(&path, variant.as_deref(), how, json)
+        }
         Command::Download { variant, quiet } => download(variant, quiet),
         Command::Convert { input, output } => {
             let output = output.unwrap_or_else(|| input.with_extension("safetensors"));
@@ -58,13 +85,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn list(json: bool, present_only: bool) -> anyhow::Result<ExitCode> {
+fn import_weights(path: &Path, variant: Option<&str>, how: import::Placement, json: bool) -> anyhow::Result<ExitCode> {
+    let reports = import::import(path, variant, how)?;
+    let refused: Vec<&str> =
+        reports.iter().flat_map(|r| &r.files).filter_map(|f| f.refused.as_deref()).collect();
+    if json {
+        println!("{}", serde_json::to_string(&reports)?);
+    } else {
+        println!("store: {}", fetch::store_dir().display());
+        for r in &reports {
+            for f in &r.files {
+                match (&f.placed, &f.refused) {
+                    (Some(p), _) => {
+                        let sum = if f.checksum_verified { ", checksum ok" } else { "" };
+                        println!("{:<13} {:<12} {} -> {} (keys, shapes, values ok{sum})", r.variant, f.role,
+                                 f.source.display(), p.display());
+                    }
+                    (None, Some(why)) => println!("{:<13} {:<12} REFUSED {why}", r.variant, f.role),
+                    (None, None) => {}
+                }
+            }
+            if r.complete {
+                println!("{:<13} complete", r.variant);
+            } else {
+                let names: Vec<&str> = r.missing.iter().map(|(_, n)| n.as_str()).collect();
+                println!("{:<13} missing {}: run `{}`", r.variant, names.join(", "),
+                         r.fetch_command.as_deref().unwrap_or("foley models download"));
+            }
+        }
+    }
+    if let Some(first) = refused.first() {
+        eprintln!("error: {first}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for spec in ModelSpec::builtin() {
         let mut files = Vec::new();
         for role in ROLES {
             let f = &spec.files[role];
-            let path = fetch::locate(f)?;
+            let path = fetch::locate_role(&spec, role, weights_dir)?;
             files.push(serde_json::json!({"role": role, "name": f.name(), "present": path.is_some(), "path": path}));
         }
         let present = files.iter().all(|f| f["present"] == true);
@@ -93,6 +156,10 @@ fn list(json: bool, present_only: bool) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(d) = weights_dir {
+        println!("weights dir: {}", d.display());
+    }
+    println!("store: {}", fetch::store_dir().display());
     println!("cache: {}{}", fetch::cache_dir().display(), if fetch::offline() { " (HF_HUB_OFFLINE)" } else { "" });
     for r in &rows {
         let missing: Vec<&str> =

@@ -20,6 +20,10 @@ pub struct Args {
     /// self-check without downloads). Default: large_44k_v2 on a GPU, small_16k on the CPU.
     #[arg(long, env = "FOLEY_MODEL")]
     pub model: Option<String>,
+    /// Use the checkpoints in this folder in place (an MMAudio checkout, a ComfyUI models/mmaudio folder or a
+    /// folder of the official files), before foley's imported store and the Hugging Face cache.
+    #[arg(long, env = "FOLEY_WEIGHTS_DIR")]
+    pub weights_dir: Option<PathBuf>,
     /// Directory of the task database (foley.db) and the stored files.
     #[arg(long, env = "FOLEY_DATA_DIR", default_value = "foley-data")]
     pub data_dir: PathBuf,
@@ -69,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--no-auth is only allowed on a loopback address, not {}", args.listen);
     }
     let model = args.model.clone().unwrap_or_else(|| foley_pipeline::default_model().to_string());
+    let weights_dir = args.weights_dir.clone();
     let mut cfg = foley_server::Config::new(&args.data_dir);
     cfg.api_keys = args.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     cfg.no_auth = args.no_auth;
@@ -93,7 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let loading = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
         eprintln!("foley: loading {model} (http://{} answers 503 until it is ready)", socket.local_addr()?);
         let engine: Arc<dyn Engine> =
-            foley_server::while_loading(loading, move || foley_pipeline::load_engine(&model)).await??;
+            foley_server::while_loading(loading, move || {
+            foley_pipeline::load_engine_from(&model, weights_dir.as_deref())
+        })
+        .await??;
         let state = foley_server::AppState::open(cfg, engine).await?;
         let listener = tokio::net::TcpListener::from_std(socket)?;
         eprintln!("foley: serving {} on http://{}", state.engine.model(), listener.local_addr()?);

@@ -7,6 +7,7 @@ pub mod alias_free;
 pub mod alloc;
 mod alias_free_cpu;
 pub mod bigvgan;
+pub mod checked;
 pub mod conv;
 pub mod error;
 pub mod generate;

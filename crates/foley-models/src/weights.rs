@@ -24,14 +24,14 @@ pub const RECOMPUTED_KEYS: [&str; 3] = ["t_embed.freqs", "latent_rot", "clip_rot
 /// Keys under which a `.pth` may nest its state dict, tried in this order before the top level.
 const NESTED_KEYS: [&str; 3] = ["generator", "state_dict", "model"];
 
-fn is_pth(path: &Path) -> bool {
+pub(crate) fn is_pth(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("pth" | "pt" | "bin" | "ckpt")
     )
 }
 
-fn pth_tensors(path: &Path) -> Result<candle_core::pickle::PthTensors> {
+pub(crate) fn pth_tensors(path: &Path) -> Result<candle_core::pickle::PthTensors> {
     for key in NESTED_KEYS {
         if let Ok(t) = candle_core::pickle::PthTensors::new(path, Some(key)) {
             if !t.tensor_infos().is_empty() {

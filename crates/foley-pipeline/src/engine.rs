@@ -15,7 +15,7 @@ use foley_models::sequence::SequenceConfig;
 use foley_models::synchformer::Synchformer;
 use foley_models::vae::VaeDecoder;
 use candle_nn::VarBuilder;
-use foley_models::weights::var_builder;
+use foley_models::checked::CheckedFile;
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
@@ -68,8 +68,52 @@ pub(crate) struct Pass<'a> {
     pub seed: u64,
 }
 
-fn model_err(what: &str) -> impl Fn(foley_models::Error) -> PipelineError + '_ {
-    move |e| PipelineError::Model(format!("loading {what}: {e}"))
+/// Where the networks' weights come from.
+enum Weights<'a> {
+    /// Checkpoint files by role, loaded through [`CheckedFile`].
+    Files(&'a [(String, PathBuf)]),
+    /// Random weights of the right shapes ([`crate::random_weights`]).
+    Random,
+}
+
+/// Parts of a checkpoint that generation never reads: the VAE's encoder; the 2-D patch embedding MotionFormer
+/// keeps only to count patches (see `tests/manifests_encoders.rs`).
+fn unused_prefixes(role: &str) -> &'static [&'static str] {
+    match role {
+        "vae" => &["encoder."],
+        "synchformer" => &["vfeat_extractor.patch_embed.proj."],
+        _ => &[],
+    }
+}
+
+/// Builds the network of `role` with `build` from `w`; a bad checkpoint gives one sentence naming the file.
+fn load_role<T, E: std::fmt::Display>(
+    w: &Weights,
+    role: &str,
+    dtype: DType,
+    device: &Device,
+    build: impl FnOnce(VarBuilder<'static>) -> Result<T, E>,
+) -> Result<T, PipelineError> {
+    let refused = |e: foley_models::Error| {
+        let e = e.to_string();
+        PipelineError::Model(format!("the {role} checkpoint is refused: {}", e.strip_prefix("weights: ").unwrap_or(&e)))
+    };
+    match w {
+        Weights::Random => {
+            let vb = VarBuilder::from_backend(Box::new(crate::random_weights::RandomWeights), dtype, device.clone());
+            build(vb).map_err(|e| PipelineError::Model(format!("building the {role} network: {e}")))
+        }
+        Weights::Files(files) => {
+            let path = files
+                .iter()
+                .find(|(r, _)| r == role)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| PipelineError::Model(format!("no {role} checkpoint")))?;
+            let file = CheckedFile::open(&path, dtype, device).map_err(refused)?;
+            let built = build(file.var_builder());
+            file.finish(built, unused_prefixes(role)).map_err(refused)
+        }
+    }
 }
 
 impl FoleyEngine {
@@ -82,12 +126,22 @@ impl FoleyEngine {
     /// [`Self::load`] with the networks' dtype chosen: `None` is f32 on the CPU and bf16 on GPUs (the
     /// reference's choice); GPUs also take f32 and f16, the CPU f32 only. The vocoder always runs in f32.
     pub fn load_as(spec: ModelSpec, device: Device, dtype: Option<DType>) -> Result<Self, PipelineError> {
+        Self::load_from(spec, device, dtype, None)
+    }
+
+    /// [`Self::load_as`] looking for the checkpoints in `weights_dir` first (`--weights-dir`; see
+    /// [`crate::fetch::locate_role`]). Whatever the files store (f32, f16, bf16; `.pth` or safetensors) is
+    /// converted to the engine's dtype; a file with missing, unexpected or misshapen keys or non-finite values is
+    /// refused with a sentence naming it (see [`foley_models::checked`]).
+    pub fn load_from(
+        spec: ModelSpec,
+        device: Device,
+        dtype: Option<DType>,
+        weights_dir: Option<&std::path::Path>,
+    ) -> Result<Self, PipelineError> {
         let dtype = Self::dtype_for(&device, dtype)?;
-        let files = crate::fetch::resolve(&spec)?;
-        let path = |role: &str| files.iter().find(|(r, _)| r == role).map(|(_, p)| p.clone()).unwrap_or_default();
-        let dev = device.clone();
-        let vb = move |role: &str, dt: DType| var_builder(path(role), dt, &dev).map_err(model_err(role));
-        Self::build(spec, device, dtype, &vb, files.clone())
+        let files = crate::fetch::resolve_in(&spec, weights_dir)?;
+        Self::build(spec, device, dtype, Weights::Files(&files), files.clone())
     }
 
     /// The networks of `spec` with random weights (normal, std 0.02; weight-norm gains 1) instead of
@@ -99,11 +153,7 @@ impl FoleyEngine {
     /// [`Self::random`] with the networks' dtype chosen, as in [`Self::load_as`].
     pub fn random_as(spec: ModelSpec, device: Device, dtype: Option<DType>) -> Result<Self, PipelineError> {
         let dtype = Self::dtype_for(&device, dtype)?;
-        let dev = device.clone();
-        let vb = move |_: &str, dt: DType| {
-            Ok(VarBuilder::from_backend(Box::new(crate::random_weights::RandomWeights), dt, dev.clone()))
-        };
-        Self::build(spec, device, dtype, &vb, Vec::new())
+        Self::build(spec, device, dtype, Weights::Random, Vec::new())
     }
 
     /// The networks' dtype on `device`: f32 on the CPU (candle's half-precision CPU GEMM is no faster there,
@@ -125,23 +175,39 @@ impl FoleyEngine {
         spec: ModelSpec,
         device: Device,
         dtype: DType,
-        vb: &dyn Fn(&str, DType) -> Result<VarBuilder<'static>, PipelineError>,
+        w: Weights,
         files: Vec<(String, PathBuf)>,
     ) -> Result<Self, PipelineError> {
         let cfgs = spec.configs()?;
         let t = Instant::now();
-        let net = MMAudio::new(vb("network", dtype)?, &cfgs.network).map_err(model_err("network"))?;
-        let vae = VaeDecoder::new(vb("vae", dtype)?, &cfgs.vae).map_err(model_err("vae"))?;
+        let dev = &device;
+        let net = load_role(&w, "network", dtype, dev, |vb| MMAudio::new(vb, &cfgs.network))?;
+        let vae = load_role(&w, "vae", dtype, dev, |vb| VaeDecoder::new(vb, &cfgs.vae))?;
         // the vocoder runs in f32 (as the reference's bf16 path upcasts the mel)
-        let vocoder = BigVGAN::new(vb("vocoder", DType::F32)?, &cfgs.vocoder).map_err(model_err("vocoder"))?;
-        let clip = ClipModel::new(vb("clip", dtype)?, &cfgs.clip)
-            .map_err(|e| PipelineError::Model(format!("loading clip: {e}")))?;
-        let sync = Synchformer::new(vb("synchformer", dtype)?, &cfgs.synchformer)
-            .map_err(|e| PipelineError::Model(format!("loading synchformer: {e}")))?;
+        let vocoder = load_role(&w, "vocoder", DType::F32, dev, |vb| BigVGAN::new(vb, &cfgs.vocoder))?;
+        let clip = load_role(&w, "clip", dtype, dev, |vb| ClipModel::new(vb, &cfgs.clip))?;
+        let sync = load_role(&w, "synchformer", dtype, dev, |vb| Synchformer::new(vb, &cfgs.synchformer))?;
         let tokenizer = ClipTokenizer::open_clip().map_err(|e| PipelineError::Model(format!("tokenizer: {e}")))?;
         tracing::info!(model = %spec.name, seconds = t.elapsed().as_secs_f64(), "model bundle loaded");
         let window_s = std::env::var("FOLEY_WINDOW_S").ok().and_then(|v| v.trim().parse::<f64>().ok());
         Ok(Self { spec, cfgs, device, dtype, net, vae, vocoder, clip, sync, tokenizer, files, window_s })
+    }
+
+    /// Checks one checkpoint file as the engine would load it for `role` of `spec` (on the CPU, in f32): keys,
+    /// shapes and finiteness of every tensor (`foley models import` runs this on every file it places).
+    pub fn check_file(spec: &ModelSpec, role: &str, path: &std::path::Path) -> Result<(), PipelineError> {
+        let cfgs = spec.configs()?;
+        let files = [(role.to_string(), path.to_path_buf())];
+        let w = Weights::Files(&files);
+        let (dt, dev) = (DType::F32, &Device::Cpu);
+        match role {
+            "network" => load_role(&w, role, dt, dev, |vb| MMAudio::new(vb, &cfgs.network)).map(drop),
+            "vae" => load_role(&w, role, dt, dev, |vb| VaeDecoder::new(vb, &cfgs.vae)).map(drop),
+            "vocoder" => load_role(&w, role, dt, dev, |vb| BigVGAN::new(vb, &cfgs.vocoder)).map(drop),
+            "clip" => load_role(&w, role, dt, dev, |vb| ClipModel::new(vb, &cfgs.clip)).map(drop),
+            "synchformer" => load_role(&w, role, dt, dev, |vb| Synchformer::new(vb, &cfgs.synchformer)).map(drop),
+            other => Err(PipelineError::Model(format!("unknown checkpoint role {other}"))),
+        }
     }
 
     /// Generates in windows of `window_s` seconds with crossfaded overlaps (`None`: the whole clip in one pass,
@@ -230,6 +296,7 @@ impl FoleyEngine {
             e => internal(e),
         })?;
         timer.add(Stage::Sampling, t1);
+        self.finite(&latents, Stage::Sampling, self.dtype)?;
         cancel.check()?;
         let t2 = Instant::now();
         let mel = self
@@ -238,11 +305,23 @@ impl FoleyEngine {
             .and_then(|m| Ok(m.to_dtype(DType::F32)?))
             .map_err(internal)?;
         timer.add(Stage::Vae, t2);
+        self.finite(&mel, Stage::Vae, self.dtype)?;
         cancel.check()?;
         let t3 = Instant::now();
         let audio = self.vocoder.forward(&mel).map_err(internal)?;
         let audio = audio.flatten_all().and_then(|a| a.to_vec1::<f32>()).map_err(internal)?;
         timer.add(Stage::Vocoder, t3);
+        if !audio.iter().all(|s| s.is_finite()) {
+            return Err(PipelineError::NonFinite { stage: Stage::Vocoder, dtype: DType::F32.as_str().into() });
+        }
         Ok(audio)
+    }
+
+    /// Refuses a stage's output holding NaN or ±inf, naming the stage (never handed on to mixing and FFmpeg).
+    fn finite(&self, t: &Tensor, stage: Stage, dtype: DType) -> Result<(), PipelineError> {
+        match foley_models::checked::all_finite(t).map_err(internal)? {
+            true => Ok(()),
+            false => Err(PipelineError::NonFinite { stage, dtype: dtype.as_str().into() }),
+        }
     }
 }

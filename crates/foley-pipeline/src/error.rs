@@ -16,6 +16,11 @@ pub enum PipelineError {
     /// The model bundle could not be found or loaded.
     #[error("model: {0}")]
     Model(String),
+    /// A stage of the generation produced NaN or ±inf (bad weights that passed the load checks, or an overflow
+    /// in a reduced dtype); caught before anything is mixed or encoded.
+    #[error("the {} stage produced non-finite values (NaN or inf) in its {} running in {dtype}: the model's \
+             weights are bad or overflow in this precision", stage.name(), stage_output(*stage))]
+    NonFinite { stage: crate::request::Stage, dtype: String },
     /// Anything else: a bug or an environment problem, not the user's fault.
     #[error("{0}")]
     Internal(String),
@@ -37,5 +42,16 @@ impl From<MediaError> for PipelineError {
             MediaError::Input(i) => PipelineError::Video(i),
             other => PipelineError::Internal(other.to_string()),
         }
+    }
+}
+
+/// What a generation stage hands on, for [`PipelineError::NonFinite`].
+fn stage_output(stage: crate::request::Stage) -> &'static str {
+    use crate::request::Stage;
+    match stage {
+        Stage::Sampling => "latents",
+        Stage::Vae => "mel spectrogram",
+        Stage::Vocoder => "audio",
+        _ => "output",
     }
 }

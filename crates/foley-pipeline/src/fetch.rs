@@ -6,6 +6,11 @@
 //! so a copied cache works offline). Hub files live in hf-hub's layout (`models--owner--name/snapshots/...`);
 //! URL files under `foley-urls/<host>/<path>`. `HF_HUB_OFFLINE=1`: nothing is fetched; missing files are an error.
 //! `HF_ENDPOINT` replaces `https://huggingface.co` (mirrors, and the loopback server of the tests).
+//!
+//! Where a checkpoint is looked for, in order ([`locate_role`]): the folder given with `--weights-dir` /
+//! `FOLEY_WEIGHTS_DIR` (files used in place, in any layout of [`crate::layout`]); foley's store of imported
+//! weights ([`store_dir`]`/<variant>/`, filled by `foley models import`); then the shipped files (tiny-test) or
+//! the Hugging Face cache.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -71,13 +76,48 @@ pub fn locate(f: &FileSpec) -> Result<Option<PathBuf>, PipelineError> {
     Ok(None)
 }
 
-/// Every checkpoint of `spec`, by role; an error naming the missing files and the command that fetches them.
+/// foley's store of imported weights: `$FOLEY_HOME/weights`, `FOLEY_HOME` defaulting to `$XDG_DATA_HOME/foley`,
+/// else `~/.local/share/foley`. `foley models import` places (links or copies) files under `<store>/<variant>/`.
+pub fn store_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FOLEY_HOME") {
+        return PathBuf::from(d).join("weights");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".local/share")
+    });
+    data.join("foley/weights")
+}
+
+/// Where checkpoint `role` of `spec` is, looking in `weights_dir` (when given), then foley's store, then the
+/// shipped files / Hugging Face cache (see the module docs). No checksum is computed.
+pub fn locate_role(spec: &ModelSpec, role: &str, weights_dir: Option<&Path>) -> Result<Option<PathBuf>, PipelineError> {
+    if let Some(dir) = weights_dir {
+        if let Some(p) = crate::layout::find(dir, spec, role) {
+            return Ok(Some(p));
+        }
+    }
+    if let Some(p) = crate::layout::find(&store_dir().join(&spec.name), spec, role) {
+        return Ok(Some(p));
+    }
+    match spec.files.get(role) {
+        Some(f) => locate(f),
+        None => Ok(None),
+    }
+}
+
+/// Every checkpoint of `spec`, by role (see [`resolve_in`]; no `--weights-dir`).
 pub fn resolve(spec: &ModelSpec) -> Result<Vec<(String, PathBuf)>, PipelineError> {
+    resolve_in(spec, None)
+}
+
+/// Every checkpoint of `spec`, by role, looked up as [`locate_role`] does; an error naming the missing files and
+/// the command that fetches them.
+pub fn resolve_in(spec: &ModelSpec, weights_dir: Option<&Path>) -> Result<Vec<(String, PathBuf)>, PipelineError> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for role in ROLES {
         let f = &spec.files[role];
-        match locate(f)? {
+        match locate_role(spec, role, weights_dir)? {
             Some(p) => found.push((role.to_string(), p)),
             None => missing.push(f.name().to_string()),
         }
@@ -87,8 +127,9 @@ pub fn resolve(spec: &ModelSpec) -> Result<Vec<(String, PathBuf)>, PipelineError
             format!("the {} files are missing from the models directory (set FOLEY_MODELS_DIR)", spec.name)
         } else {
             format!(
-                "run `foley models download {}` (or copy a Hugging Face cache to {}), or use --model tiny-test \
-                 for a self-check with noise",
+                "run `foley models download {}` (or `foley models import` an MMAudio or ComfyUI folder, point \
+                 --weights-dir at one, or copy a Hugging Face cache to {}), or use --model tiny-test for a \
+                 self-check with noise",
                 spec.name,
                 cache_dir().display()
             )
@@ -155,7 +196,7 @@ pub fn download<P: Progress + Clone>(spec: &ModelSpec, progress: P) -> Result<Ve
     let mut out = Vec::new();
     for role in ROLES {
         let f = &spec.files[role];
-        if let Some(path) = locate(f)? {
+        if let Some(path) = locate_role(spec, role, None)? {
             out.push(Fetched { role: role.into(), path, cached: true, verified: false });
             continue;
         }
