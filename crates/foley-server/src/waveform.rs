@@ -3,7 +3,31 @@
 //! stored wav; the page shows it with a plain `<img>` instead of downloading and decoding the whole wav
 //! (measured in the server README: a few kB and milliseconds here against megabytes per task in the page).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
 use foley_media::AudioBuffer;
+
+/// Pictures already drawn, by file id (stored files never change), newest last; at most [`CACHED`] of them
+/// (a few kB each), so that a page showing many finished tasks, or reloaded, does not read every wav again.
+static DRAWN: Mutex<VecDeque<(String, Arc<Vec<u8>>)>> = Mutex::new(VecDeque::new());
+const CACHED: usize = 256;
+
+/// The picture of file `id` if it was drawn before.
+pub fn cached(id: &str) -> Option<Arc<Vec<u8>>> {
+    let drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
+    drawn.iter().find(|(k, _)| k == id).map(|(_, v)| v.clone())
+}
+
+/// Keeps the picture of file `id` (dropping the oldest beyond [`CACHED`]).
+pub fn remember(id: &str, png: Arc<Vec<u8>>) {
+    let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
+    drawn.retain(|(k, _)| k != id);
+    drawn.push_back((id.to_string(), png));
+    while drawn.len() > CACHED {
+        drawn.pop_front();
+    }
+}
 
 /// Size of the picture, pixels (wide enough for a page column, short enough to sit under the players).
 pub const WIDTH: u32 = 960;
@@ -99,18 +123,21 @@ mod tests {
         assert!(columns(&silent, 960).iter().all(|&(lo, hi, r)| lo == 0.0 && hi == 0.0 && r == 0.0));
     }
 
-    /// What `GET /files/{id}/waveform.png` costs for a 20 s mix (48 kHz stereo float wav, noise):
+    /// What `GET /files/{id}/waveform.png` costs for a 20 s mix (48 kHz stereo float wav: noise under an
+    /// envelope that swells and decays, so that columns differ as in real foley):
     /// `cargo test -p foley-server --lib waveform::tests::measure_20s_mix -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement, not a check"]
     fn measure_20s_mix() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let samples = (0..20 * 48_000 * 2)
-            .map(|_| {
+            .map(|i| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
+                let t = (i / 2) as f32 / 48_000.0;
+                let env = 0.05 + 0.9 * (t * 2.3).sin().abs() * (-(t * 7.0).fract() * 3.0).exp();
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * env
             })
             .collect();
         let audio = AudioBuffer { sample_rate: 48_000, channels: 2, samples };
@@ -130,6 +157,15 @@ mod tests {
                 bytes.len()
             );
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_pictures() {
+        for i in 0..CACHED + 2 {
+            remember(&format!("test-cache-{i}"), Arc::new(vec![i as u8]));
+        }
+        assert!(cached("test-cache-0").is_none() && cached("test-cache-1").is_none());
+        assert_eq!(cached(&format!("test-cache-{}", CACHED + 1)).as_deref(), Some(&vec![(CACHED + 1) as u8]));
     }
 
     #[test]

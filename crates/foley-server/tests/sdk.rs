@@ -161,8 +161,9 @@ fn kling_style_rest() {
 #[test]
 fn health_metrics_openapi_page_auth_and_signed_urls() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
-    py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |c| c.api_keys.push("inf_second_key".into()));
+    let out = py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
+    eprintln!("ops: {out}");
 }
 
 #[test]
