@@ -64,14 +64,18 @@ pub fn columns(audio: &AudioBuffer, width: usize) -> Vec<(f32, f32, f32)> {
         .collect()
 }
 
-/// The palette indices of the picture, row by row (`width * height`).
+/// The palette indices of the picture, row by row (`width * height`). The height is scaled to the file's peak
+/// (quiet mixes, e.g. ASMR's −20 LUFS, would otherwise be a thin line; the page prints the loudness itself);
+/// below −60 dBFS nothing is scaled up, so silence stays flat.
 pub fn pixels(audio: &AudioBuffer, width: u32, height: u32) -> Vec<u8> {
     let (w, h) = (width as usize, height.max(2) as usize);
     let mut px = vec![BG; w * h];
     let mid = (h - 1) as f32 / 2.0;
-    // Amplitude v in [-1, 1] → row (top = +1).
-    let row = |v: f32| ((mid - v * mid).round() as usize).min(h - 1);
-    for (x, (lo, hi, rms)) in columns(audio, w).into_iter().enumerate() {
+    let cols = columns(audio, w);
+    let peak = cols.iter().fold(1e-3f32, |p, &(lo, hi, _)| p.max(-lo).max(hi));
+    // Amplitude v in [-peak, peak] → row (top = +peak).
+    let row = |v: f32| ((mid - v / peak * mid).round().max(0.0) as usize).min(h - 1);
+    for (x, (lo, hi, rms)) in cols.into_iter().enumerate() {
         px[row(0.0) * w + x] = AXIS;
         for y in row(hi)..=row(lo) {
             px[y * w + x] = PEAK;
@@ -174,9 +178,17 @@ mod tests {
         assert_eq!(&bytes[1..4], b"PNG");
         let dec = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().unwrap();
         assert_eq!((dec.info().width, dec.info().height), (WIDTH, HEIGHT));
-        // A loud signal fills most of the height; silence draws only the centre line.
-        let loud = pixels(&sine(3.0, 0.8), 50, 40);
-        assert!(loud.iter().filter(|&&p| p != BG).count() > 50 * 40 / 2);
+        // A steady signal fills the height, loud or quiet (scaled to its peak); silence draws only the centre line.
+        for amp in [0.8, 0.05] {
+            let px = pixels(&sine(3.0, amp), 50, 40);
+            assert!(px.iter().filter(|&&p| p != BG).count() > 50 * 40 * 9 / 10, "{amp}");
+        }
+        // A burst after quiet: the quiet half is drawn smaller than the burst.
+        let mut mixed = sine(2.0, 0.05);
+        mixed.samples.extend(sine(2.0, 0.5).samples);
+        let px = pixels(&mixed, 40, 40);
+        let height = |x: usize| (0..40).filter(|y| px[y * 40 + x] != BG).count();
+        assert!(height(5) * 5 < height(35), "{} vs {}", height(5), height(35));
         let quiet = pixels(&AudioBuffer::silence(48_000, 1, 48_000), 50, 40);
         assert_eq!(quiet.iter().filter(|&&p| p != BG).count(), 50);
     }
