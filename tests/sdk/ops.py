@@ -31,4 +31,29 @@ import re
 expired = re.sub(r"expires=\d+", "expires=1000", uri)
 check(requests.get(expired, timeout=10).status_code == 403, "expired/altered expiry")
 check(requests.get(uri.split("?")[0], timeout=10).status_code == 403, "unsigned")
-emit({"ok": True})
+# GET /tasks: this key's tasks only (a second key sees none of them), each finished one with its waveform.
+import os
+auth = {"Authorization": "Bearer " + os.environ["INFERENCE_API_KEY"]}
+mine = requests.get(BASE + "/tasks", headers=auth, timeout=10)
+check(mine.status_code == 200, mine.text)
+page_ = mine.json()["data"]
+check(page_["total"] == 1 and page_["items"][0]["id"] == done["id"] and page_["limit"] == 20, f"/tasks {page_}")
+other = requests.get(BASE + "/tasks", headers={"Authorization": "Bearer inf_second_key"}, timeout=10)
+check(other.status_code == 200 and other.json()["data"]["total"] == 0, f"another key's list {other.text}")
+check(requests.get(BASE + "/tasks?limit=0", headers=auth, timeout=10).status_code == 422, "limit 0 refused")
+check(requests.get(BASE + "/tasks", timeout=10).status_code == 401, "/tasks needs a key")
+check("/tasks" in doc["paths"], "/tasks in openapi")
+wf = page_["items"][0]["waveform_url"]
+img = requests.get(wf, timeout=10)
+check(img.status_code == 200 and img.headers["content-type"] == "image/png" and img.content[:8] == b"\x89PNG\r\n\x1a\n",
+      f"waveform {img.status_code} {img.headers.get('content-type')}")
+check(requests.get(wf.replace("sig=", "sig=0"), timeout=10).status_code == 403, "waveform needs its signature")
+again = requests.get(BASE + "/tasks", headers=auth, timeout=10).json()["data"]["items"][0]["waveform_url"]
+# (unless the two calls straddle the hour the expiry is rounded to)
+exp = lambda u: int(re.search(r"expires=(\d+)", u).group(1))  # noqa: E731
+check(again == wf or exp(again) - exp(wf) == 3600, "the waveform URL stays the same across list calls (browsers keep the picture)")
+check(requests.get(wf, timeout=10).content == img.content, "the same picture the second time (from the cache)")
+not_wav = uri.replace("/content?", "/waveform.png?")
+r = requests.get(not_wav, timeout=10)
+check(r.status_code == 422 and "not a wav" in r.json()["detail"], f"waveform of a video: {r.status_code} {r.text}")
+emit({"ok": True, "waveform_png_bytes": len(img.content)})

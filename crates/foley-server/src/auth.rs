@@ -35,9 +35,23 @@ impl Keys {
     }
 }
 
+/// Who submitted a task: a short fingerprint of the API key (the first 8 bytes of its SHA-256, hex), or `None`
+/// on a server without keys. Put into each authorised request's extensions; the page lists "this key's" tasks
+/// by it. The key itself is never stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner(pub Option<String>);
+
+impl Owner {
+    pub fn of_key(key: &str) -> Owner {
+        let h = Sha256::digest(key.trim().as_bytes());
+        Owner(Some(h[..8].iter().map(|b| format!("{b:02x}")).collect()))
+    }
+}
+
 /// Middleware: `Authorization: Bearer <key>` (or `Key <key>`), unless the server runs with `--no-auth`.
-pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if state.keys.is_open() {
+        req.extensions_mut().insert(Owner(None));
         return next.run(req).await;
     }
     let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -48,6 +62,8 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
         metrics::counter!("foley_auth_failures_total").increment(1);
         ApiError::unauthorized("The API key is not valid for this server.")
     } else {
+        let owner = Owner::of_key(token);
+        req.extensions_mut().insert(owner);
         return next.run(req).await;
     };
     // Kling's routes answer in Kling's error envelope.
@@ -68,5 +84,13 @@ mod tests {
         assert!(k.accepts("inf_abc") && k.accepts("second"));
         assert!(!k.accepts("inf_ab") && !k.accepts("") && !k.accepts("inf_abcd"));
         assert!(!Keys::new(&[], false).accepts("x"));
+    }
+
+    #[test]
+    fn owner_is_a_stable_short_fingerprint() {
+        let a = Owner::of_key("inf_abc");
+        assert_eq!(a, Owner::of_key(" inf_abc "));
+        assert_ne!(a, Owner::of_key("inf_abd"));
+        assert_eq!(a.0.as_deref().map(str::len), Some(16));
     }
 }

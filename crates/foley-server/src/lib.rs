@@ -5,7 +5,7 @@
 //! Layout: [`routes`] (one module per API family), [`store`] (tasks and file records, SQLite),
 //! [`files`] (bytes), [`worker`] (the queue consumer), [`webhooks`], [`inputs`] (resolving and validating
 //! the input video), [`netguard`] (outbound HTTP under SSRF rules), [`auth`], [`signing`], [`metrics`],
-//! [`openapi`], [`page`].
+//! [`openapi`], [`page`] (and the [`waveform`] picture it shows).
 
 pub mod auth;
 pub mod config;
@@ -21,6 +21,7 @@ pub mod routes;
 pub mod signing;
 pub mod store;
 pub mod types;
+pub mod waveform;
 pub mod webhooks;
 pub mod worker;
 

@@ -9,7 +9,7 @@ use crate::routes::{files, infsh, kling, ops, stream};
 #[openapi(
     info(title = "foley", description = "Self-hosted video-to-audio: inference.sh-compatible and Kling-style APIs"),
     paths(
-        infsh::run, infsh::get_task, infsh::cancel, infsh::delete_task, infsh::task_files, stream::stream,
+        infsh::run, infsh::list, infsh::get_task, infsh::cancel, infsh::delete_task, infsh::task_files, stream::stream,
         files::create, files::get,
         kling::create, kling::get, kling::list,
         ops::health, ops::metrics, ops::openapi,

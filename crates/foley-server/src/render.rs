@@ -14,6 +14,15 @@ pub fn download_url(state: &AppState, base: &str, file_id: &str) -> String {
     format!("{base}/files/{file_id}/content?expires={expires}&sig={sig}")
 }
 
+/// The signed waveform picture of a stored wav (same signature as its download: who may fetch the wav may
+/// see its picture). The expiry is rounded up to the hour so that the URL, and the browser's cached copy,
+/// stay the same across the page's polls and reloads.
+pub fn waveform_url(state: &AppState, base: &str, file_id: &str) -> String {
+    let expires = (now_ms() / 1000 + state.cfg.url_ttl.as_secs() as i64) / 3600 * 3600 + 3600;
+    let sig = sign(&state.cfg.signing_secret, Purpose::Download, file_id, expires);
+    format!("{base}/files/{file_id}/waveform.png?expires={expires}&sig={sig}")
+}
+
 /// A signed, expiring upload URL (the SDK's PUT carries no Authorization header).
 pub fn upload_url(state: &AppState, base: &str, file_id: &str) -> String {
     let expires = now_ms() / 1000 + 3600;

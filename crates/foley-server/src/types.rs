@@ -149,6 +149,8 @@ pub struct NewTask {
     /// Scheme and authority the client used, for absolute URLs in snapshots and webhooks.
     pub base_url: String,
     pub created_at: i64,
+    /// Fingerprint of the submitting API key ([`crate::auth::Owner`]); `None` without keys.
+    pub owner: Option<String>,
 }
 
 /// A stored task.

@@ -161,14 +161,16 @@ fn kling_style_rest() {
 #[test]
 fn health_metrics_openapi_page_auth_and_signed_urls() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
-    py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
+    let srv = start(dir.path(), ToneEngine::new(2, 10), |c| c.api_keys.push("inf_second_key".into()));
+    let out = py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
+    eprintln!("ops: {out}");
 }
 
 #[test]
 fn web_page_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), ToneEngine::new(5, 100), |_| {});
+    // 3 s per task: long enough to queue one behind another and cancel it from the keyboard.
+    let srv = start(dir.path(), ToneEngine::new(20, 150), |_| {});
     let out = py(&srv.base, "page.py", &[s(&video("h264_mp4")), s(&video("short_mp4"))], &[], T);
     eprintln!("page: {out}");
 }

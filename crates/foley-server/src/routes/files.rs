@@ -127,6 +127,38 @@ pub async fn content(State(state): State<AppState>, Path(id): Path<String>, Quer
     serve(&state, &id, req).await
 }
 
+/// `GET /files/{id}/waveform.png?expires&sig`: the waveform picture of a stored wav (the signature of its
+/// download URL), rendered on request (see [`crate::waveform`]). Output files never change, so browsers may
+/// keep it.
+pub async fn waveform(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<Signed>) -> Result<Response, ApiError> {
+    check_sig(&state, Purpose::Download, &id, &q)?;
+    let f = state.store.get_file(&id).await?.filter(|f| f.uploaded).ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
+    if f.content_type != "audio/wav" {
+        return Err(ApiError::invalid(format!("The file {id} is not a wav ({}); only wavs have a waveform.", f.content_type)));
+    }
+    let png = match crate::waveform::cached(&id) {
+        Some(png) => png,
+        None => {
+            let path = state.files.local_path(&id).await?;
+            let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+                let audio = foley_media::read_wav(&path).map_err(|e| e.to_string())?;
+                crate::waveform::png(&audio, crate::waveform::WIDTH, crate::waveform::HEIGHT).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("rendering the waveform stopped: {e}")))?
+            .map_err(|e| ApiError::invalid(format!("The waveform of {id} could not be drawn: {e}.")))?;
+            let png = std::sync::Arc::new(png);
+            crate::waveform::remember(&id, png.clone());
+            png
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=86400, immutable")],
+        png.as_ref().clone(),
+    )
+        .into_response())
+}
+
 async fn serve(state: &AppState, id: &str, req: Request) -> Result<Response, ApiError> {
     let f = state.store.get_file(id).await?.filter(|f| f.uploaded).ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
     let path = state.files.local_path(id).await?;

@@ -1,7 +1,7 @@
 //! inference.sh protocol: `POST /apps/run`, `GET|DELETE /tasks/{id}`, `POST /tasks/{id}/cancel`,
 //! `GET /tasks/{id}/files`. Shapes follow what the `inferencesh` SDK 0.36 sends and parses.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{base_url, envelope};
+use crate::auth::Owner;
 use crate::error::ApiError;
 use crate::types::{now_ms, Api, NewTask, TaskStatus};
 use crate::AppState;
@@ -31,16 +32,23 @@ pub fn is_our_app(app: &str) -> bool {
     name.eq_ignore_ascii_case(APP) || name.eq_ignore_ascii_case("foley/video-to-audio")
 }
 
+/// Who submits a task and through which door: the API key's [`Owner`], the API, the app as named.
+pub struct Submitter<'a> {
+    pub owner: Owner,
+    pub api: Api,
+    pub app: &'a str,
+}
+
 /// What both front doors share: check the input, validate the video, persist as queued (or 429).
 pub async fn submit(
     state: &AppState,
-    api: Api,
-    app: &str,
+    who: Submitter<'_>,
     mut input: Value,
     webhook: Option<String>,
     external_id: Option<String>,
     base: String,
 ) -> Result<crate::types::TaskRow, ApiError> {
+    let Submitter { owner, api, app } = who;
     crate::inputs::restore_sdk_text_uploads(state, &mut input).await?;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "The server is shutting down; retry shortly."));
@@ -75,6 +83,7 @@ pub async fn submit(
         external_id,
         base_url: base,
         created_at: now_ms(),
+        owner: owner.0,
     };
     if !state.store.admit(&task, state.cfg.queue_capacity).await? {
         return Err(full(state));
@@ -97,7 +106,7 @@ fn full(state: &AppState) -> ApiError {
 #[utoipa::path(post, path = "/apps/run", tag = "inference.sh", request_body = RunBody,
     responses((status = 200, description = "The queued task, in {data: task}"), (status = 404, description = "Unknown app"),
         (status = 422, description = "Invalid input (detail names the field and the rule)"), (status = 429, description = "Queue full")))]
-pub async fn run(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+pub async fn run(State(state): State<AppState>, Extension(owner): Extension<Owner>, headers: HeaderMap, body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
     let app = body.app.unwrap_or_default();
     if !is_our_app(&app) {
@@ -107,7 +116,8 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, body: Result
     if !input.is_object() {
         return Err(ApiError::invalid("input: must be an object with at least `video`."));
     }
-    let task = submit(&state, Api::Infsh, &app, input, body.webhook.filter(|w| !w.is_empty()), None, base_url(&state, &headers)).await?;
+    let who = Submitter { owner, api: Api::Infsh, app: &app };
+    let task = submit(&state, who, input, body.webhook.filter(|w| !w.is_empty()), None, base_url(&state, &headers)).await?;
     Ok(envelope(crate::render::task(&state, &task)).into_response())
 }
 
@@ -115,6 +125,34 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, body: Result
 pub async fn get_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let t = load(&state, &id).await?;
     Ok(envelope(crate::render::task(&state, &t)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/tasks", tag = "inference.sh", params(("offset" = Option<i64>, Query), ("limit" = Option<i64>, Query, description = "1–100, default 20")),
+    responses((status = 200, description = "{data: {items: [task], total, offset, limit}}: the tasks submitted with this API key (either API), newest first")))]
+pub async fn list(State(state): State<AppState>, Extension(owner): Extension<Owner>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(20);
+    if offset < 0 || !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("offset must be at least 0 and limit between 1 and 100."));
+    }
+    let (rows, total) = state.store.list_owned(owner.0.as_deref(), offset, limit).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            let mut v = crate::render::task(&state, t);
+            if let Some(o) = &t.output {
+                v["waveform_url"] = crate::render::waveform_url(&state, &t.base_url, &o.audio.id).into();
+            }
+            v
+        })
+        .collect();
+    Ok(envelope(serde_json::json!({"items": items, "total": total, "offset": offset, "limit": limit})).into_response())
 }
 
 pub async fn load(state: &AppState, id: &str) -> Result<crate::types::TaskRow, ApiError> {

@@ -2,7 +2,7 @@
 //! `GET /v1/audio/video-to-audio?pageNum&pageSize`. Kling envelopes (`code`, `message`, `request_id`, `data`);
 //! errors carry a non-zero `code` and the sentence in `message`, with the HTTP status.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -60,7 +60,7 @@ pub struct KlingCreate {
 
 #[utoipa::path(post, path = "/v1/audio/video-to-audio", tag = "kling", request_body = KlingCreate,
     responses((status = 200, description = "Kling envelope with task_id, task_status submitted")))]
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<KlingCreate>, axum::extract::rejection::JsonRejection>) -> Result<Response, KlingError> {
+pub async fn create(State(state): State<AppState>, Extension(owner): Extension<crate::auth::Owner>, headers: HeaderMap, body: Result<Json<KlingCreate>, axum::extract::rejection::JsonRejection>) -> Result<Response, KlingError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
     let video = match (b.video_id.filter(|s| !s.is_empty()), b.video_url.filter(|s| !s.is_empty())) {
         (Some(id), None) => id,
@@ -83,7 +83,8 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Res
         input["asmr_mode"] = a.into();
     }
     let webhook = b.callback_url.filter(|c| !c.is_empty());
-    let t = super::infsh::submit(&state, Api::Kling, super::infsh::APP, input, webhook, b.external_task_id, base_url(&state, &headers)).await?;
+    let who = super::infsh::Submitter { owner, api: Api::Kling, app: super::infsh::APP };
+    let t = super::infsh::submit(&state, who, input, webhook, b.external_task_id, base_url(&state, &headers)).await?;
     Ok(Json(kling_envelope(kling_task(&state, &t))).into_response())
 }
 

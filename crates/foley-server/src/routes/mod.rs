@@ -22,6 +22,7 @@ fn json_limit(state: &AppState) -> usize {
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/apps/run", post(infsh::run))
+        .route("/tasks", get(infsh::list))
         .route("/tasks/{id}", get(infsh::get_task).delete(infsh::delete_task))
         .route("/tasks/{id}/stream", get(stream::stream))
         .route("/tasks/{id}/cancel", post(infsh::cancel))
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/files/{id}/upload", put(files::upload).layer(DefaultBodyLimit::disable()))
         .route("/files/{id}/content", get(files::content))
+        .route("/files/{id}/waveform.png", get(files::waveform))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

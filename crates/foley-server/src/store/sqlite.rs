@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     started_at INTEGER,
-    finished_at INTEGER
+    finished_at INTEGER,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, seq);
 CREATE TABLE IF NOT EXISTS files (
@@ -68,6 +69,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        // Databases made before tasks had an owner get the column (their tasks stay owner-less).
+        let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('tasks')").fetch_all(&pool).await?;
+        if !cols.iter().any(|c| c == "owner") {
+            sqlx::raw_sql("ALTER TABLE tasks ADD COLUMN owner TEXT").execute(&pool).await?;
+        }
+        sqlx::raw_sql("CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner, seq)").execute(&pool).await?;
         Ok(SqliteStore { pool })
     }
 }
@@ -131,8 +138,8 @@ impl TaskStore for SqliteStore {
         let logs = log_line(t.created_at, "queued");
         let res = sqlx::query(
             "INSERT INTO tasks (id, api, app, status, input, request, input_file_id, webhook, external_id, base_url, \
-             logs, created_at, updated_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             logs, created_at, updated_at, owner) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
              WHERE (SELECT COUNT(*) FROM tasks WHERE status = ?) < ?",
         )
         .bind(&t.id)
@@ -148,6 +155,7 @@ impl TaskStore for SqliteStore {
         .bind(logs)
         .bind(t.created_at)
         .bind(t.created_at)
+        .bind(&t.owner)
         .bind(TaskStatus::Queued as i64)
         .bind(capacity as i64)
         .execute(&self.pool)
@@ -170,6 +178,15 @@ impl TaskStore for SqliteStore {
         let rows = sqlx::query(&q).bind(api).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE api = ?").bind(api).fetch_one(&self.pool).await?;
+        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
+    }
+
+    async fn list_owned(&self, owner: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
+        // `IS` compares NULL with NULL as equal: owner-less tasks are those of a server without keys.
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE owner IS ? ORDER BY seq DESC LIMIT ? OFFSET ?");
+        let rows = sqlx::query(&q).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner IS ?").bind(owner).fetch_one(&self.pool).await?;
         Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
     }
 
@@ -367,5 +384,67 @@ impl TaskStore for SqliteStore {
     async fn delete_file(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM files WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, owner: Option<&str>, api: Api) -> NewTask {
+        NewTask {
+            id: id.into(),
+            api,
+            app: "klingai/video-to-audio".into(),
+            input: serde_json::json!({"video": "x"}),
+            request: foley_pipeline::Request::default(),
+            input_file_id: None,
+            webhook: None,
+            external_id: None,
+            base_url: "http://127.0.0.1".into(),
+            created_at: now_ms(),
+            owner: owner.map(str::to_string),
+        }
+    }
+
+    #[tokio::test]
+    async fn list_owned_shows_one_keys_tasks_of_both_apis_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("foley.db")).await.unwrap();
+        for (id, owner, api) in [("a1", Some("aaaa"), Api::Infsh), ("b1", Some("bbbb"), Api::Infsh), ("a2", Some("aaaa"), Api::Kling), ("n1", None, Api::Infsh)] {
+            assert!(s.admit(&task(id, owner, api), 100).await.unwrap());
+        }
+        let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        let (rows, total) = s.list_owned(Some("aaaa"), 0, 10).await.unwrap();
+        assert_eq!((ids(rows), total), (vec!["a2".to_string(), "a1".to_string()], 2));
+        let (rows, total) = s.list_owned(Some("aaaa"), 1, 1).await.unwrap();
+        assert_eq!((ids(rows), total), (vec!["a1".to_string()], 2));
+        let (rows, _) = s.list_owned(None, 0, 10).await.unwrap();
+        assert_eq!(ids(rows), vec!["n1".to_string()]);
+        assert_eq!(s.list_owned(Some("cccc"), 0, 10).await.unwrap().1, 0);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_owners_gets_the_column_and_keeps_its_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foley.db");
+        {
+            let old_schema = SCHEMA.replace("    finished_at INTEGER,\n    owner TEXT\n", "    finished_at INTEGER\n");
+            assert_ne!(old_schema, SCHEMA);
+            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).unwrap().create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+            sqlx::raw_sql(&old_schema).execute(&pool).await.unwrap();
+            sqlx::query("INSERT INTO tasks (id, api, app, status, input, request, base_url, created_at, updated_at) VALUES ('old', 'infsh', 'a', 10, '{}', ?, 'b', 1, 1)")
+                .bind(serde_json::to_string(&foley_pipeline::Request::default()).unwrap())
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert!(s.get("old").await.unwrap().is_some());
+        assert!(s.admit(&task("new", Some("aaaa"), Api::Infsh), 10).await.unwrap());
+        assert_eq!(s.list_owned(None, 0, 10).await.unwrap().0[0].id, "old");
+        assert_eq!(s.list_owned(Some("aaaa"), 0, 10).await.unwrap().0[0].id, "new");
     }
 }

@@ -85,7 +85,12 @@ impl Engine for ToneEngine {
             sample_rate: rate,
             seed: req.seed.unwrap_or(42),
             model: "tone-test".into(),
-            settings: serde_json::json!({"asmr_mode": req.asmr_mode}),
+            // The real resolver (defaults, ASMR profile), as the MMAudio engine echoes it; seed 42 when none.
+            settings: {
+                let mut r = req.clone();
+                r.seed.get_or_insert(42);
+                foley_pipeline::Settings::resolve(&r, "tone-test", rate, true).to_json()
+            },
             timings: vec![],
         })
     }

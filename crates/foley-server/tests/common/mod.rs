@@ -112,8 +112,14 @@ pub fn sdk_dir() -> PathBuf {
 /// Runs `python3 tests/sdk/<script> <args>` against `base` (killed after `timeout`); returns stdout, panics with
 /// stdout+stderr on failure.
 pub fn py(base: &str, script: &str, args: &[&str], env: &[(&str, String)], timeout: Duration) -> String {
+    py_in(Path::new("."), base, script, args, env, timeout)
+}
+
+/// [`py`] with `cwd` as the working directory.
+pub fn py_in(cwd: &Path, base: &str, script: &str, args: &[&str], env: &[(&str, String)], timeout: Duration) -> String {
     require_sdk();
     let mut cmd = Command::new("python3");
+    cmd.current_dir(cwd);
     cmd.arg(sdk_dir().join(script))
         .args(args)
         .env("FOLEY_URL", base)
