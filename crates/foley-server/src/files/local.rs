@@ -1,23 +1,15 @@
-//! The file store: bytes of uploads and outputs by file id. [`FileStore`] is small so that an S3-compatible
-//! store can stand in for [`LocalFiles`] (the engine then works on a local copy, see [`FileStore::local_path`]).
+//! The default file store: files in one directory (`<data-dir>/files`), named by id.
 
+use std::io::SeekFrom;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::{check_id, ByteStream, FileStore};
 use crate::error::ServerError;
-
-#[async_trait]
-pub trait FileStore: Send + Sync {
-    /// Moves (or copies) a local file in as `id`.
-    async fn put_path(&self, id: &str, src: &Path) -> Result<u64, ServerError>;
-    /// A local path holding the bytes of `id` (for the engine, ffmpeg and range-serving).
-    async fn local_path(&self, id: &str) -> Result<PathBuf, ServerError>;
-    async fn exists(&self, id: &str) -> bool;
-    async fn delete(&self, id: &str) -> Result<(), ServerError>;
-    /// A scratch directory on the same filesystem (uploads stream here before `put_path`).
-    fn scratch_dir(&self) -> PathBuf;
-}
 
 /// Files in one directory, named by id.
 pub struct LocalFiles {
@@ -34,9 +26,7 @@ impl LocalFiles {
         Ok(LocalFiles { dir, scratch })
     }
     fn path(&self, id: &str) -> Result<PathBuf, ServerError> {
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(ServerError::Other(format!("bad file id {id:?}")));
-        }
+        check_id(id)?;
         Ok(self.dir.join(id))
     }
 }
@@ -53,10 +43,11 @@ impl FileStore for LocalFiles {
     async fn local_path(&self, id: &str) -> Result<PathBuf, ServerError> {
         self.path(id)
     }
-    async fn exists(&self, id: &str) -> bool {
-        match self.path(id) {
-            Ok(p) => tokio::fs::metadata(p).await.is_ok(),
-            Err(_) => false,
+    async fn exists(&self, id: &str) -> Result<bool, ServerError> {
+        match tokio::fs::metadata(self.path(id)?).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
     async fn delete(&self, id: &str) -> Result<(), ServerError> {
@@ -67,5 +58,19 @@ impl FileStore for LocalFiles {
     }
     fn scratch_dir(&self) -> PathBuf {
         self.scratch.clone()
+    }
+    fn disk_path(&self, id: &str) -> Option<PathBuf> {
+        self.path(id).ok()
+    }
+    async fn read(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream, ServerError> {
+        let mut f = tokio::fs::File::open(self.path(id)?).await?;
+        let body = match range {
+            Some(r) => {
+                f.seek(SeekFrom::Start(r.start)).await?;
+                tokio_util::io::ReaderStream::new(f.take(r.end.saturating_sub(r.start))).boxed()
+            }
+            None => tokio_util::io::ReaderStream::new(f).boxed(),
+        };
+        Ok(body)
     }
 }
