@@ -74,3 +74,33 @@ impl FileStore for LocalFiles {
         Ok(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::TryStreamExt;
+
+    use super::{FileStore, LocalFiles};
+
+    #[tokio::test]
+    async fn put_read_ranges_exists_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles::new(dir.path()).unwrap();
+        let src = files.scratch_dir().join("x");
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        assert_eq!(files.put_path("f-1", &src).await.unwrap(), 5000);
+        assert!(files.exists("f-1").await.unwrap() && !files.exists("f-2").await.unwrap());
+        let f = &files;
+        let read = |r| async move {
+            let chunks: Vec<bytes::Bytes> = f.read("f-1", r).await.unwrap().try_collect().await.unwrap();
+            chunks.concat()
+        };
+        assert_eq!(read(None).await, data);
+        assert_eq!(read(Some(10..4010)).await, data[10..4010]);
+        assert_eq!(files.disk_path("f-1"), Some(dir.path().join("files/f-1")));
+        assert!(files.disk_path("../x").is_none());
+        files.delete("f-1").await.unwrap();
+        files.delete("f-1").await.unwrap();
+        assert!(!files.exists("f-1").await.unwrap());
+    }
+}
