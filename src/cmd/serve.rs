@@ -61,6 +61,14 @@ pub struct Args {
     /// First webhook retry delay, milliseconds (doubles each attempt).
     #[arg(long, env = "FOLEY_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
     pub webhook_backoff_ms: u64,
+    /// Where uploads and outputs are stored: unset = <data-dir>/files; `s3://bucket[/prefix]` = an S3-compatible
+    /// bucket (endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY), with a bounded local cache in <data-dir>/cache for what the engine reads.
+    #[arg(long, env = "FOLEY_FILES")]
+    pub files: Option<String>,
+    /// Size of that local cache of bucket files, MB (least recently used files leave first).
+    #[arg(long, env = "FOLEY_FILES_CACHE_MB", default_value_t = 2048)]
+    pub files_cache_mb: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -89,6 +97,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.webhook_attempts = args.webhook_attempts.max(1);
     cfg.webhook_backoff = Duration::from_millis(args.webhook_backoff_ms);
     cfg.limits = args.limits.limits();
+    cfg.files = foley_server::files::Location::parse(args.files.as_deref().unwrap_or(""), args.files_cache_mb.saturating_mul(1_000_000))
+        .map_err(anyhow::Error::msg)?;
     tracing::info!(config = ?cfg, "starting");
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(async move {

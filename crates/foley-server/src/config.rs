@@ -35,6 +35,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Interval between heartbeat lines on task streams.
     pub heartbeat: Duration,
+    /// Where uploads and outputs live (`--files`): `<data_dir>/files` by default, or an S3-compatible bucket.
+    pub files: crate::files::Location,
 }
 
 impl Config {
@@ -56,6 +58,7 @@ impl Config {
             webhook_backoff: Duration::from_secs(1),
             public_url: None,
             heartbeat: Duration::from_secs(5),
+            files: crate::files::Location::Local,
         }
     }
 }
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("allow_private_urls", &self.allow_private_urls)
             .field("public_url", &self.public_url)
+            .field("files", &self.files)
             .finish_non_exhaustive()
     }
 }

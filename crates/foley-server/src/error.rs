@@ -15,6 +15,12 @@ pub enum ServerError {
     Corrupt(String),
     #[error("{0}")]
     Other(String),
+    /// The file store (a bucket) cannot be reached or timed out: 503, worth retrying.
+    #[error("the file store is unavailable ({0})")]
+    StoreUnavailable(String),
+    /// The file store answered with a refusal (missing object, access denied): 502.
+    #[error("the file store refused the request ({0})")]
+    StoreRefused(String),
 }
 
 /// A client-facing error: HTTP status, a short title, a one-sentence detail and a stable machine code.
@@ -75,6 +81,20 @@ impl ApiError {
 
 impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
+        match &e {
+            ServerError::StoreUnavailable(m) => {
+                tracing::warn!(error = %e, "file store unavailable");
+                let detail = format!("The file store is unavailable ({m}); retry shortly.");
+                let a = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "file_store_unavailable", detail);
+                return ApiError { retry_after: Some(5), ..a };
+            }
+            ServerError::StoreRefused(m) => {
+                tracing::warn!(error = %e, "file store refused");
+                let detail = format!("The file store refused the request ({m}).");
+                return ApiError::new(StatusCode::BAD_GATEWAY, "file_store_error", detail);
+            }
+            _ => {}
+        }
         tracing::error!(error = %e, "internal error");
         ApiError::internal(format!("The server failed: {e}."))
     }

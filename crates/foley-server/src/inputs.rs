@@ -68,7 +68,13 @@ async fn existing(state: &AppState, field: &str, id: &str) -> Result<Video, ApiE
 
 async fn store_input(state: &AppState, tmp: PathBuf, filename: &str) -> Result<Video, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let size = state.files.put_path(&id, &tmp).await?;
+    let size = match state.files.put_path(&id, &tmp).await {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+    };
     let row = FileRow {
         id: id.clone(),
         filename: filename.to_string(),

@@ -3,7 +3,7 @@
 //! [`foley_pipeline::Engine`]; never model internals.
 //!
 //! Layout: [`routes`] (one module per API family), [`store`] (tasks and file records, SQLite),
-//! [`files`] (bytes), [`worker`] (the queue consumer), [`webhooks`], [`inputs`] (resolving and validating
+//! [`files`] (bytes: local directory or S3-compatible bucket), [`worker`] (the queue consumer), [`webhooks`], [`inputs`] (resolving and validating
 //! the input video), [`netguard`] (outbound HTTP under SSRF rules), [`auth`], [`signing`], [`metrics`],
 //! [`openapi`], [`page`] (and the [`waveform`] picture it shows).
 
@@ -61,12 +61,12 @@ impl AppState {
     pub async fn open(cfg: Config, engine: Arc<dyn Engine>) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let store = store::SqliteStore::open(&cfg.data_dir.join("foley.db")).await?;
-        let files = files::LocalFiles::new(&cfg.data_dir)?;
+        let files = files::open(&cfg.files, &cfg.data_dir).await?;
         let keys = auth::Keys::new(&cfg.api_keys, cfg.no_auth);
         Ok(AppState {
             cfg: Arc::new(cfg),
             store: Arc::new(store),
-            files: Arc::new(files),
+            files,
             engine,
             keys: Arc::new(keys),
             events: broadcast::channel(1024).0,

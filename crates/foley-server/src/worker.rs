@@ -71,7 +71,11 @@ async fn run(state: &AppState, task: TaskRow) {
     let _ = tokio::fs::remove_dir_all(&out_dir).await;
     let result = match tokio::fs::create_dir_all(&out_dir).await {
         Err(e) => Err(PipelineError::Internal(format!("cannot create the work directory: {e}"))),
-        Ok(()) => generate(state, &task, &out_dir, token.clone()).await,
+        // The input comes from the file store (any node's upload), linked or downloaded into the run directory.
+        Ok(()) => match crate::files::stage_input(state.files.as_ref(), &task, &out_dir).await {
+            Ok(staged) => generate(state, &staged, &out_dir, token.clone()).await,
+            Err(e) => Err(PipelineError::Internal(format!("The input video could not be read from the file store: {e}"))),
+        },
     };
     let end = match result {
         Ok(out) => match store_outputs(state, &task, &out).await {

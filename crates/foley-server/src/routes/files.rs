@@ -1,6 +1,7 @@
 //! Files: `POST /files` announces uploads and hands out signed `PUT` URLs (the SDK's PUT has no
 //! Authorization header), `GET /files/{id}` (with a key) and `GET /files/{id}/content?expires&sig`
-//! (signed, no key: for players and browsers; ranges supported) download.
+//! (signed, no key: for players and browsers; ranges supported) download. Local files are served by tower-http's
+//! ServeFile; files in a bucket are streamed through this node (see [`crate::files`]).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -111,7 +112,10 @@ pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, Query
     }
     file.flush().await.map_err(crate::ServerError::from)?;
     drop(file);
-    state.files.put_path(&id, &tmp).await?;
+    if let Err(e) = state.files.put_path(&id, &tmp).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e.into());
+    }
     state.store.mark_uploaded(&id, total as i64).await?;
     Ok(StatusCode::OK)
 }
@@ -161,13 +165,50 @@ pub async fn waveform(State(state): State<AppState>, Path(id): Path<String>, Que
 
 async fn serve(state: &AppState, id: &str, req: Request) -> Result<Response, ApiError> {
     let f = state.store.get_file(id).await?.filter(|f| f.uploaded).ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
-    let path = state.files.local_path(id).await?;
-    let mut resp = tower_http::services::ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError::internal(e.to_string()))?.map(Body::new);
+    let mut resp = match state.files.disk_path(id) {
+        Some(path) => tower_http::services::ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError::internal(e.to_string()))?.map(Body::new),
+        None => remote(state, id, f.size.max(0) as u64, req.headers()).await?,
+    };
     if let Ok(v) = HeaderValue::from_str(&f.content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}\"", f.filename.replace('"', ""))) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(resp)
+}
+
+/// A download from a remote store, streamed through this node (any node can serve any file): the whole file,
+/// or one byte range (`Range: bytes=a-b`, `a-`, `-n`) as 206; several ranges or an unsatisfiable one are 416,
+/// as tower-http's ServeFile answers for local files.
+async fn remote(state: &AppState, id: &str, size: u64, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(h) => match http_range_header::parse_range_header(h).and_then(|r| r.validate(size)) {
+            Ok(r) if r.len() == 1 => Some(*r[0].start()..*r[0].end() + 1),
+            _ => {
+                let mut resp = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range", format!("The range {h:?} cannot be served; the file is {size} bytes (one range at most).")).into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(resp);
+            }
+        },
+    };
+    let body = state.files.read(id, range.clone()).await?;
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let len = match &range {
+        Some(r) => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1)) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r.end - r.start
+        }
+        None => size,
+    };
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(resp)
 }

@@ -1,8 +1,10 @@
 //! Test harness: a foley server on a free loopback port (own thread, own runtime, temp data dir) running the
-//! [`engine::ToneEngine`], and a runner for the SDK scripts in the repository's tests/sdk/.
+//! [`engine::ToneEngine`], a runner for the SDK scripts in the repository's tests/sdk/, and a loopback S3 server
+//! ([`s3::Moto`]).
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod s3;
 #[path = "../../../foley-media/tests/common/mod.rs"]
 pub mod media;
 
