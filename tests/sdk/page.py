@@ -17,6 +17,8 @@ with sync_playwright() as p:
     page.set_default_timeout(120_000)
     page.goto(BASE + "/")
     check("foley" in page.title(), page.title())
+    notice = page.text_content("#license-notice:not([hidden])")  # the loaded model's licenses (issue 16)
+    check("tone-test" in notice and "not recorded" in notice, f"license notice {notice!r}")
     page.fill("#key", os.environ["INFERENCE_API_KEY"])
     page.set_input_files("#video", video)
     page.fill("#sfx", "rain on a tin roof")

@@ -163,6 +163,7 @@ fn health_metrics_openapi_page_auth_and_signed_urls() {
     let dir = tempfile::tempdir().unwrap();
     let srv = start(dir.path(), ToneEngine::new(2, 10), |_| {});
     py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
+    py(&srv.base, "licenses.py", &["tone-test"], &[], T);
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{id}/upload", put(files::upload).layer(DefaultBodyLimit::disable()))
         .route("/files/{id}/content", get(files::content))
         .route("/health", get(ops::health))
+        .route("/models", get(ops::models))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/", get(crate::page::index));
