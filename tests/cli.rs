@@ -95,3 +95,53 @@ fn bad_arguments_exit_2() {
     let out = foley(&[os("frobnicate")]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `foley models list|download` with an empty, offline Hugging Face cache.
+fn foley_offline(args: &[&str], cache: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_foley"))
+        .args(args)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run foley")
+}
+
+#[test]
+fn models_list_and_download_show_the_weights_licenses() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = foley_offline(&["models", "list", "--json"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 5);
+    for r in &rows {
+        let files = r["licenses"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 5, "{r}");
+        for f in files {
+            let l = &f["license"];
+            assert!(["spdx", "name", "url", "source", "note"].iter().all(|k| l[k].as_str().is_some_and(|v| !v.is_empty())), "{f}");
+        }
+    }
+    let by = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap().clone();
+    let small = by("small_16k")["licenses"].clone();
+    assert_eq!(small["commercial"], "no");
+    assert_eq!(small["files"][0]["license"]["spdx"], "CC-BY-NC-4.0");
+    assert_eq!(small["files"][0]["license"]["url"], "https://creativecommons.org/licenses/by-nc/4.0/");
+    assert_eq!(by("tiny-test")["licenses"]["commercial"], "yes");
+
+    // The text list has a use column and a licenses column.
+    let out = foley_offline(&["models", "list"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |n: &str| text.lines().find(|l| l.starts_with(&format!("{n} "))).unwrap_or_else(|| panic!("{text}")).to_string();
+    assert!(line("small_16k").contains("non-commercial") && line("small_16k").contains("CC-BY-NC-4.0"), "{text}");
+    assert!(line("tiny-test").contains("commercial ok") && line("tiny-test").contains("MIT"), "{text}");
+
+    // download prints the licenses, the non-commercial condition spelled out, before it fetches (and fails
+    // here: offline).
+    let out = foley_offline(&["models", "download", "small_16k", "--quiet"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("small_16k weights: non-commercial use only"), "{text}");
+    assert!(text.contains("CC-BY-NC-4.0 <https://creativecommons.org/licenses/by-nc/4.0/>"), "{text}");
+    assert!(text.contains("NOT FOR COMMERCIAL USE"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HF_HUB_OFFLINE"));
+}

@@ -1,6 +1,6 @@
 //! End-to-end tests of `foley serve --model tiny-test` (the real engine with tiny random weights, on the CPU)
-//! driven by the real `inferencesh` Python SDK (tests/sdk/*.py): upload and run, stream, errors, webhooks,
-//! cancel, 50 concurrent submissions against a queue of 10, and kill -9 mid-queue then restart.
+//! driven by the real `inferencesh` Python SDK (tests/sdk/*.py): the weights' licenses, upload and run, stream,
+//! errors, webhooks, cancel, 50 concurrent submissions against a queue of 10, and kill -9 mid-queue then restart.
 //! The same scripts run against an in-process server with a fast stand-in engine in
 //! crates/foley-server/tests/sdk.rs.
 
@@ -59,6 +59,7 @@ fn serve(dir: &Path, port: u16, extra: &[&str]) -> Serve {
 fn tiny_test_run_stream_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let srv = serve(dir.path(), free_port(), &[]);
+    py(&srv.base, "licenses.py", &["tiny-test"], &[], T);
     py(&srv.base, "run.py", &["local", s(&video("h264_aac_mp4"))], &[], T);
     py(&srv.base, "run.py", &["base64", s(&video("exact3_mp4"))], &[], T);
     py(&srv.base, "run.py", &["url", s(&video("h264_mp4"))], &[], T);

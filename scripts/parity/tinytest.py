@@ -9,7 +9,7 @@ on CPU in seconds (its audio is noise):
     models/tiny-test/best_netG.pt                  BigVGAN, {'generator': state dict}, weight_g/weight_v (as best_netG.pt)
     models/tiny-test/synchformer_state_dict.pth    Synchformer, vfeat_extractor.* (as synchformer_state_dict.pth)
     models/tiny-test/open_clip_pytorch_model.bin   open_clip CLIP state dict (as apple/DFN5B-CLIP-ViT-H-14-384)
-    models/tiny-test.toml                          configs + sha256 of each file (read by foley-pipeline)
+    models/tiny-test.toml                          configs, sha256 and license of each file (read by foley-pipeline)
 
 Every network is the reference's own class (MMAudio's MMAudio / VAE / BigVGANVocoder / Synchformer, open_clip's
 CLIP) at a tiny config; only widths and depths shrink. What must stay real does: 80 mel bins and a vocoder hop of
@@ -40,6 +40,10 @@ VOCODER = dict(resblock="1", num_mels=80, upsample_rates=[8, 8, 4], upsample_ker
 CLIP = dict(embed_dim=16, vision=dict(image_size=384, patch_size=32, width=32, head_width=16, layers=1),
             text=dict(context_length=77, vocab_size=49408, width=16, heads=2, layers=1))
 SYNC = dict(embed_dim=32, num_heads=2, depth=1, patch_size=32)
+
+# Every file of every bundle records its license (issue 16); these are foley's own random weights.
+LICENSE = dict(spdx="MIT", name="MIT License (foley's own license)", url="https://spdx.org/licenses/MIT.html",
+               source="scripts/gen_parity.py --only tinytest (this repository)", commercial="yes")
 
 DURATIONS = [3.0, 3.04, 4.0, 5.37, 7.99, 8.0, 8.01, 10.0, 12.5, 15.2, 19.96, 20.0]
 
@@ -105,8 +109,11 @@ def write_bundle(ctx, out_dir=ROOT / "models/tiny-test", toml_path=ROOT / "model
         'description = "tiny random weights for tests and self-checks (produces noise)"',
         "",
     ]
+    note = (f"Commercial use allowed: random weights made by foley's own script (seed {ctx.seed}), holding no trained "
+            "parameters of any upstream model; under foley's MIT license.")
     for role, name in files:
-        lines.append(_toml_table(f"files.{role}", dict(local=f"tiny-test/{name}", sha256=_sha256(out_dir / name))))
+        lines.append(_toml_table(f"files.{role}", dict(local=f"tiny-test/{name}", sha256=_sha256(out_dir / name)))
+                     + _toml_table(f"files.{role}.license", dict(LICENSE, note=note)))
     lines.append(_toml_table("config.network", net_cfg))
     lines.append(_toml_table("config.vae", VAE))
     lines.append(_toml_table("config.vocoder", dict(VOCODER, use_tanh_at_final=True, use_bias_at_final=True)))

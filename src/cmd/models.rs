@@ -1,12 +1,14 @@
-//! `foley models list|download|import|convert`: what model bundles exist and which are on disk; fetching one into
-//! the Hugging Face cache (progress bar, checksums); importing weights people already have (an MMAudio checkout,
-//! a ComfyUI `models/mmaudio` folder); converting a `.pth` checkpoint to safetensors once.
+//! `foley models list|download|import|convert`: what model bundles exist, which are on disk and under which
+//! licenses; fetching one into the Hugging Face cache (licenses first, then a progress bar, checksums); importing
+//! weights people already have (an MMAudio checkout, a ComfyUI `models/mmaudio` folder); converting a `.pth`
+//! checkpoint to safetensors once.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use foley_pipeline::bundle::{ModelSpec, ROLES};
+use foley_pipeline::Commercial;
 use foley_pipeline::{fetch, import};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,7 +20,7 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Show every model bundle and whether its weights are present.
+    /// Show every model bundle, whether its weights are present and their licenses (commercial use or not).
     List {
         /// One JSON array on stdout.
         #[arg(long)]
@@ -31,7 +33,8 @@ pub enum Command {
         #[arg(long, env = "FOLEY_WEIGHTS_DIR")]
         weights_dir: Option<PathBuf>,
     },
-    /// Download a bundle's weights into the Hugging Face cache (default: the default model of this machine).
+    /// Download a bundle's weights into the Hugging Face cache (default: the default model of this machine), after
+    /// printing their licenses.
     Download {
         /// small_16k, small_44k, medium_44k or large_44k_v2.
         variant: Option<String>,
@@ -123,6 +126,7 @@ fn import_weights(path: &Path, variant: Option<&str>, how: import::Placement, js
 
 fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
+    let mut licenses = Vec::new();
     for spec in ModelSpec::builtin() {
         let mut files = Vec::new();
         for role in ROLES {
@@ -131,11 +135,13 @@ fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::R
             files.push(serde_json::json!({"role": role, "name": f.name(), "present": path.is_some(), "path": path}));
         }
         let present = files.iter().all(|f| f["present"] == true);
+        let lic = spec.licenses();
         rows.push(serde_json::json!({
             "name": spec.name, "mode": spec.mode, "sample_rate": spec.sample_rate(), "noise": spec.noise,
             "description": spec.description, "present": present, "files": files,
-            "default": spec.name == foley_pipeline::default_model(),
+            "default": spec.name == foley_pipeline::default_model(), "licenses": &lic,
         }));
+        licenses.push(lic);
     }
     if json {
         println!("{}", serde_json::Value::Array(rows));
@@ -161,20 +167,52 @@ fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::R
     }
     println!("store: {}", fetch::store_dir().display());
     println!("cache: {}{}", fetch::cache_dir().display(), if fetch::offline() { " (HF_HUB_OFFLINE)" } else { "" });
-    for r in &rows {
+    println!("{:<13} {:<4} {:<15} {:<52} weights", "model", "mode", "use", "licenses");
+    for (r, l) in rows.iter().zip(&licenses) {
         let missing: Vec<&str> =
             r["files"].as_array().into_iter().flatten().filter(|f| f["present"] != true).filter_map(|f| f["name"].as_str()).collect();
         let state = if missing.is_empty() { "present".to_string() } else { format!("missing {}", missing.join(", ")) };
         let mark = if r["default"] == true { " (default here)" } else { "" };
-        println!("{:<13} {:<4} {}{mark}", r["name"].as_str().unwrap_or("?"), r["mode"].as_str().unwrap_or("?"), state);
+        let usage = match l.commercial {
+            Commercial::Yes => "commercial ok",
+            Commercial::No => "non-commercial",
+            Commercial::Unclear => "unconfirmed",
+        };
+        println!(
+            "{:<13} {:<4} {usage:<15} {:<52} {state}{mark}",
+            r["name"].as_str().unwrap_or("?"),
+            r["mode"].as_str().unwrap_or("?"),
+            l.labels().join(",")
+        );
     }
+    println!("use, licenses: the weights' own terms (foley's license covers its code only); per file: --json");
     println!("download one with: foley models download <name>");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `models download` prints before fetching: the bundle's notice, each file's license with its terms and the
+/// one line on commercial use, and the non-commercial condition spelled out.
+fn print_licenses(spec: &ModelSpec) {
+    let l = spec.licenses();
+    println!("{}", l.notice);
+    for f in &l.files {
+        match &f.license {
+            Some(lic) => {
+                println!("  {:<12} {:<30} {} <{}>", f.role, f.file, lic.label(), lic.url);
+                println!("  {:<12} {}", "", lic.note);
+            }
+            None => println!("  {:<12} {:<30} no license recorded in {}.toml", f.role, f.file, spec.name),
+        }
+    }
+    if let Some(c) = &l.condition {
+        println!("{c}");
+    }
 }
 
 fn download(variant: Option<String>, quiet: bool) -> anyhow::Result<ExitCode> {
     let name = variant.unwrap_or_else(|| foley_pipeline::default_model().to_string());
     let spec = ModelSpec::find(&name)?;
+    print_licenses(&spec);
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
         ProgressStyle::with_template("{msg:<28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")

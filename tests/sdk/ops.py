@@ -13,7 +13,7 @@ m = requests.get(BASE + "/metrics", timeout=10).text
 for name in ("foley_tasks_total", "foley_task_seconds", "foley_queue_depth", "foley_tasks_submitted_total"):
     check(name in m, f"{name} in /metrics")
 doc = requests.get(BASE + "/openapi.json", timeout=10).json()
-for p in ("/apps/run", "/tasks/{id}/stream", "/files", "/v1/audio/video-to-audio", "/health"):
+for p in ("/apps/run", "/tasks/{id}/stream", "/files", "/v1/audio/video-to-audio", "/health", "/models"):
     check(p in doc["paths"], f"{p} in openapi")
 page = requests.get(BASE + "/", timeout=10)
 check(page.status_code == 200 and "text/html" in page.headers["content-type"] and "<form" in page.text, "page")

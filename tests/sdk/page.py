@@ -49,6 +49,8 @@ with sync_playwright() as p:
     page.goto(BASE + "/")
     check("foley" in page.title(), page.title())
 
+    notice = page.text_content("#license-notice:not([hidden])")  # the loaded model's licenses (issue 16)
+    check("tone-test" in notice and "not recorded" in notice, f"license notice {notice!r}")
     # Every control has an accessible name (a <label>, or aria-label on the buttons without text).
     unnamed = page.evaluate("""[...document.querySelectorAll('input, textarea, select, button')]
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())

@@ -10,6 +10,7 @@ use foley_models::{bigvgan, clip, mmaudio, synchformer, vae};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
+use crate::license::{BundleLicenses, FileLicense, License};
 
 /// The variants whose TOMLs ship inside the binary, in the order `foley models list` shows them.
 pub const BUILTIN: [(&str, &str); 5] = [
@@ -51,6 +52,9 @@ pub struct FileSpec {
     /// Size in bytes, when known (for `models list`).
     #[serde(default)]
     pub size: Option<u64>,
+    /// The terms the file may be used under (`[files.<role>.license]`); every built-in bundle has one per file.
+    #[serde(default)]
+    pub license: Option<License>,
 }
 
 impl FileSpec {
@@ -162,6 +166,18 @@ impl ModelSpec {
         BUILTIN.iter().filter_map(|(n, t)| Self::parse(t, n).ok()).collect()
     }
 
+    /// Every file's license and the bundle's verdict on commercial use.
+    pub fn licenses(&self) -> BundleLicenses {
+        let files = ROLES
+            .iter()
+            .filter_map(|role| {
+                let f = self.files.get(*role)?;
+                Some(FileLicense { role: role.to_string(), file: f.name().to_string(), license: f.license.clone() })
+            })
+            .collect();
+        BundleLicenses::new(&self.name, files)
+    }
+
     /// Output sample rate of the vocoder.
     pub fn sample_rate(&self) -> u32 {
         if self.mode == "16k" {
@@ -242,6 +258,44 @@ mod tests {
         }
         let large = ModelSpec::find("large_44k_v2").unwrap();
         assert!(large.configs().unwrap().network.v2);
+    }
+
+    /// Every TOML in the source tree's `models/` (where a new variant lands) and every built-in bundle records a
+    /// complete license for each of its files, so no variant ships without one.
+    #[test]
+    fn every_file_of_every_variant_has_a_license() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let mut specs = ModelSpec::builtin();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                let origin = p.display().to_string();
+                specs.push(ModelSpec::parse(&std::fs::read_to_string(&p).unwrap(), &origin).unwrap());
+            }
+        }
+        assert!(specs.len() >= 2 * BUILTIN.len(), "the built-in bundles and their files in models/");
+        for spec in &specs {
+            for role in ROLES {
+                let license = spec.files[role].license.as_ref();
+                let license = license.unwrap_or_else(|| panic!("{}: [files.{role}.license] is missing", spec.name));
+                assert_eq!(license.problem(), None, "{}: [files.{role}.license]", spec.name);
+                if !spec.noise {
+                    assert!(license.source.starts_with("https://"), "{}: {role}: source is a link", spec.name);
+                }
+            }
+            let all = spec.licenses();
+            assert_eq!(all.files.len(), ROLES.len(), "{}", spec.name);
+            assert!(all.files.iter().all(|f| f.license.is_some()), "{}", spec.name);
+        }
+        // The MMAudio checkpoints are CC-BY-NC 4.0: the released variants must say so; tiny-test is foley's own.
+        for name in ["large_44k_v2", "medium_44k", "small_44k", "small_16k"] {
+            let l = ModelSpec::find(name).unwrap().licenses();
+            assert_eq!(l.commercial, crate::license::Commercial::No, "{name}");
+            assert_eq!(l.files[0].license.as_ref().map(|l| l.spdx.as_str()), Some("CC-BY-NC-4.0"), "{name}");
+            assert!(l.condition.is_some_and(|c| c.contains("non-commercial use only")), "{name}");
+        }
+        let tiny = ModelSpec::find("tiny-test").unwrap().licenses();
+        assert_eq!((tiny.commercial, tiny.condition), (crate::license::Commercial::Yes, None));
     }
 
     #[test]

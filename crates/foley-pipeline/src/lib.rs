@@ -9,6 +9,7 @@ pub mod features;
 pub mod fetch;
 pub mod import;
 pub mod layout;
+pub mod license;
 pub mod mix;
 pub mod random_weights;
 pub mod request;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 pub use bundle::ModelSpec;
 pub use engine::FoleyEngine;
 pub use error::PipelineError;
+pub use license::{BundleLicenses, Commercial, FileLicense, License};
 pub use request::{
     CancelToken, Engine, Output, OutputFormat, Progress, ProgressFn, Request, Stage, StageTiming, MAX_PROMPT_CHARS,
 };

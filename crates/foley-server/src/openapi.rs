@@ -12,7 +12,7 @@ use crate::routes::{files, infsh, kling, ops, stream};
         infsh::run, infsh::list, infsh::get_task, infsh::cancel, infsh::delete_task, infsh::task_files, stream::stream,
         files::create, files::get,
         kling::create, kling::get, kling::list,
-        ops::health, ops::metrics, ops::openapi,
+        ops::health, ops::models, ops::metrics, ops::openapi,
     ),
     components(schemas(infsh::RunBody, files::CreateFiles, files::NewFile, kling::KlingCreate, crate::types::TaskStatus)),
     modifiers(&Bearer),

@@ -164,6 +164,7 @@ fn health_metrics_openapi_page_auth_and_signed_urls() {
     let srv = start(dir.path(), ToneEngine::new(2, 10), |c| c.api_keys.push("inf_second_key".into()));
     let out = py(&srv.base, "ops.py", &[s(&video("h264_mp4"))], &[], T);
     eprintln!("ops: {out}");
+    py(&srv.base, "licenses.py", &["tone-test"], &[], T);
 }
 
 #[test]

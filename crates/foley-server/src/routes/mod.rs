@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{id}/content", get(files::content))
         .route("/files/{id}/waveform.png", get(files::waveform))
         .route("/health", get(ops::health))
+        .route("/models", get(ops::models))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/", get(crate::page::index));
