@@ -180,6 +180,6 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) -> f32 {
     let err = max_abs_diff(got, want);
     let (dev, dt) = (if got.device().is_cpu() { "cpu" } else { "gpu" }, got.dtype().as_str());
     eprintln!("parity [{dev} {dt}] {what}: max_abs_err = {err:.3e} (tol {tol:.1e})");
-    assert!(err <= tol, "{what}: max-abs error {err:.3e} exceeds {tol:.0e}");
+    assert!(err <= tol, "{what}: max-abs error {err:.3e} exceeds {tol:.1e}");
     err
 }
