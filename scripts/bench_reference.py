@@ -5,13 +5,17 @@ FlowMatching Euler with CFG, VAE decode, BigVGAN, make_video) at a variant's rea
 the same kind of generated clip, timed per stage. Prints the same JSON fields as `foley bench --json`.
 
     python3 scripts/bench_reference.py [--model small_16k] [--duration 8] [--steps 25] [--threads N]
-        [--device cpu|cuda] [--dtype f32|bf16|f16] [--video clip.mp4] [--json]
+        [--device cpu|cuda] [--dtype f32|bf16|f16] [--video clip.mp4 | --frames random] [--json]
 
 Networks are built from the reference's constructors (open_clip ViT-H-14-378-quickgelu at 384 px for DFN5B CLIP,
 the reference's Synchformer / MMAudio / VAE / BigVGAN classes) with their default random initialisation: no
 checkpoint is read. The reference comes from the pinned MMAudio commit (scripts/parity/common.py; --reference or
-$FOLEY_MMAUDIO_REF). Its frame reader and muxer need PyAV (`pip install av`). 44 kHz variants need BigVGAN-v2's
-config, which the reference fetches from the hub: only 16 kHz variants run offline.
+$FOLEY_MMAUDIO_REF). Its frame reader and muxer need PyAV (`pip install av`) and the ffmpeg CLI writes the test
+clip; `--frames random` needs neither (no frames or mux stage: random frames of load_video's shapes and value
+ranges go straight to the encoders, as on the lent GPU machine, which has no FFmpeg; scripts/device-check).
+BigVGAN-v2 (44 kHz variants) is built from its restated config (scripts/parity/generation.py) with random
+weights, not fetched from the hub. On CUDA each stage also reports `gpu_s` (CUDA events) and the report
+`peak_gpu_mb` (torch.cuda.max_memory_reserved over the run, weights included) and `peak_gpu_allocated_mb`.
 """
 import argparse
 import json
@@ -42,6 +46,17 @@ def cpu():
     return time.process_time()
 
 
+def random_frames(duration):
+    """What eval_utils.load_video returns for a clip of `duration` s, with random pixels: clip frames
+    (8 fps, 3x384x384, in [0, 1]) and sync frames (25 fps, 3x224x224, normalised to [-1, 1])."""
+    import torch
+    from types import SimpleNamespace
+    g = torch.Generator().manual_seed(0)
+    clip = torch.rand(int(duration * 8), 3, 384, 384, generator=g)
+    sync = torch.rand(int(duration * 25), 3, 224, 224, generator=g) * 2 - 1
+    return SimpleNamespace(clip_frames=clip, sync_frames=sync, duration_sec=duration)
+
+
 def mux(make_video, info, path, audio, rate):
     """eval_utils.make_video (re-encodes the video as h264 with the AAC track), as demo.py calls it. Random
     weights overflow the reference's BigVGAN at real depth to inf/NaN, which FFmpeg's AAC encoder refuses
@@ -54,6 +69,12 @@ def mux(make_video, info, path, audio, rate):
 
 def build(model, device, dtype):
     """FeaturesUtils (CLIP, Synchformer, tokenizer, VAE, vocoder) and the MM-DiT of `model`, random weights."""
+    import torch
+    with torch.device(device):  # random initialisation on the device itself (minutes on the host at 1B weights)
+        return _build(model, device, dtype)
+
+
+def _build(model, device, dtype):
     import open_clip
     import torch
     from torchvision.transforms import Normalize
@@ -67,7 +88,7 @@ def build(model, device, dtype):
     cfg = all_model_cfg[model]
     fu = FeaturesUtils.__new__(FeaturesUtils)
     torch.nn.Module.__init__(fu)
-    fu.clip_model = patch_clip(open_clip.create_model("ViT-H-14-378-quickgelu", force_image_size=384).eval())
+    fu.clip_model = patch_clip(open_clip.create_model("ViT-H-14-378-quickgelu", force_image_size=384, device=device).eval())
     fu.clip_preprocess = Normalize(mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711])
     fu.synchformer = _synchformer(None)  # the real MotionFormer config
     fu.tokenizer = open_clip.get_tokenizer("ViT-H-14-378-quickgelu")
@@ -82,9 +103,11 @@ def build(model, device, dtype):
         from omegaconf import OmegaConf
         tod.vocoder = BigVGANVocoder(OmegaConf.load(Path(bv.__file__).parent / "bigvgan_vocoder.yml")).eval()
         tod.vocoder.remove_weight_norm()
-    else:
+    else:  # nvidia/bigvgan_v2_44khz_128band_512x's architecture, random weights (from_pretrained needs the hub)
         from mmaudio.ext.bigvgan_v2.bigvgan import BigVGAN as BigVGANv2
-        tod.vocoder = BigVGANv2.from_pretrained("nvidia/bigvgan_v2_44khz_128band_512x", use_cuda_kernel=False)
+        from mmaudio.ext.bigvgan_v2.env import AttrDict
+        from parity.generation import BIGVGAN_V2_44K
+        tod.vocoder = BigVGANv2(AttrDict(dict(BIGVGAN_V2_44K)), use_cuda_kernel=False).eval()
         tod.vocoder.remove_weight_norm()
     fu.tod = tod
     fu = fu.to(device, dtype).eval()
@@ -102,6 +125,8 @@ def main():
     ap.add_argument("--dtype", default="bf16", choices=["f32", "bf16", "f16"],
                     help="default bf16 on every device, as the reference's demo.py (f32 only with --full_precision)")
     ap.add_argument("--video", help="clip to use (default: a generated testsrc2 clip of --duration)")
+    ap.add_argument("--frames", default="video", choices=["video", "random"],
+                    help="random: no video, PyAV or ffmpeg; random frames of load_video's shapes (no frames/mux)")
     ap.add_argument("--reference", default=os.environ.get("FOLEY_MMAUDIO_REF"))
     ap.add_argument("--clip-batch", type=int, default=40,
                     help="frames per CLIP / segments per Synchformer call (eval_utils.generate: 40 for one clip); "
@@ -118,6 +143,10 @@ def main():
     prepare_reference(args.reference)
     from parity.encoders import _stub_missing
     _stub_missing("librosa.filters", mel=None)  # the mel converter is imported by FeaturesUtils, never called here
+    if args.frames == "random":  # imported by eval_utils, never called without a video (no downloads either)
+        _stub_missing("av", AudioFrame=object)
+        _stub_missing("colorlog", ColoredFormatter=object)
+        _stub_missing("requests")
     from mmaudio.eval_utils import load_video, make_video
     from mmaudio.model.flow_matching import FlowMatching
 
@@ -128,14 +157,20 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="foley-bench-ref-"))
     video = Path(args.video) if args.video else work / "bench.mp4"
-    if not args.video:
+    if not args.video and args.frames == "video":
         test_clip(video, args.duration)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
 
     stages = []
 
     def stage(name, fn):
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
+            ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            ev0.record()
         w, c = time.perf_counter(), cpu()
         try:
             out = fn()
@@ -143,17 +178,22 @@ def main():
             stages.append(dict(stage=name, wall_s=None, cpu_s=None, error=repr(e)))
             print(f"{name}: failed: {e!r}", file=sys.stderr, flush=True)
             return None
-        if device.type == "cuda":
+        gpu_s = None
+        if cuda:
+            ev1.record()
             torch.cuda.synchronize()
-        stages.append(dict(stage=name, wall_s=time.perf_counter() - w, cpu_s=cpu() - c))
+            gpu_s = ev0.elapsed_time(ev1) / 1e3
+        stages.append(dict(stage=name, wall_s=time.perf_counter() - w, cpu_s=cpu() - c, gpu_s=gpu_s))
         print(f"{name}: {stages[-1]['wall_s']:.2f} s wall, {stages[-1]['cpu_s']:.2f} s cpu", file=sys.stderr, flush=True)
         return out
 
     rng = torch.Generator(device=device).manual_seed(42)
     fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=args.steps)
+    info = random_frames(args.duration) if args.frames == "random" else None  # made before the timed span
     w0, c0 = time.perf_counter(), cpu()
     with torch.inference_mode():
-        info = stage("frames", lambda: load_video(video, args.duration))  # demo.py: all frames kept for the mux
+        if info is None:
+            info = stage("frames", lambda: load_video(video, args.duration))  # demo.py: all frames kept for the mux
         seq_cfg.duration = info.duration_sec
         net.update_seq_lengths(seq_cfg.latent_seq_len, seq_cfg.clip_seq_len, seq_cfg.sync_seq_len)
         clip_v = info.clip_frames.unsqueeze(0).to(device, dtype)
@@ -172,7 +212,8 @@ def main():
         x1 = stage("sampling", sample)
         spec = stage("vae", lambda: fu.decode(net.unnormalize(x1)))
         audio = stage("vocoder", lambda: fu.vocode(spec).float().cpu())
-        stage("mux", lambda: mux(make_video, info, work / "out.mp4", audio[0], seq_cfg.sampling_rate))
+        if args.frames == "video":
+            stage("mux", lambda: mux(make_video, info, work / "out.mp4", audio[0], seq_cfg.sampling_rate))
     e2e, e2e_cpu = time.perf_counter() - w0, cpu() - c0
     sampling = next(s["wall_s"] for s in stages if s["stage"] == "sampling")
     report = dict(implementation="reference", clip_batch=args.clip_batch, model=args.model, device=args.device,
@@ -180,7 +221,9 @@ def main():
                   load_s=load_s,
                   stages=stages, sampler_per_step_s=sampling / args.steps, end_to_end_s=e2e, end_to_end_cpu_s=e2e_cpu,
                   rtf=e2e / info.duration_sec,
-                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                  peak_gpu_mb=torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
+                  peak_gpu_allocated_mb=torch.cuda.max_memory_allocated() / 2**20 if cuda else None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

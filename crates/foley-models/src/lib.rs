@@ -15,6 +15,7 @@ pub mod linear;
 pub mod mel;
 pub mod mmaudio;
 pub mod mmaudio_layers;
+pub mod random_weights;
 pub mod sampler;
 pub mod sequence;
 pub mod vae;

@@ -100,6 +100,9 @@ impl Module for SwiGlu {
 #[derive(Debug, Clone)]
 pub(crate) struct TimestepEmbedder {
     freqs: Tensor,
+    /// The MLP's dtype: the sinusoids are computed in f32 from an f32 (or any) `t` and cast to it, as the
+    /// reference does (`t` rounded to bf16 first would move v2's 10000-scaled arguments by whole radians).
+    dtype: DType,
     mlp0: Linear,
     mlp2: Linear,
 }
@@ -114,15 +117,16 @@ impl TimestepEmbedder {
         let n = freqs.len();
         Ok(Self {
             freqs: Tensor::from_vec(freqs, (1, n), vb.device())?,
+            dtype: vb.dtype(),
             mlp0: linear::linear(freq_size, dim, vb.pp("mlp.0"))?,
             mlp2: linear::linear(dim, dim, vb.pp("mlp.2"))?,
         })
     }
 
-    /// `t`: `(B,)` → `(B, dim)`.
+    /// `t`: `(B,)` (best in f32, whatever the network's dtype) → `(B, dim)`.
     pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
         let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&self.freqs)?;
-        let emb = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(t.dtype())?;
+        let emb = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(self.dtype)?;
         self.mlp2.forward(&candle_nn::ops::silu(&self.mlp0.forward(&emb)?)?)
     }
 }

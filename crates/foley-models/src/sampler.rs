@@ -113,7 +113,8 @@ impl FlowMatching {
                 return Err(Error::Cancelled);
             }
             let (t, next_t) = (ts[i], ts[i + 1]);
-            let t_b = |n: usize| -> Result<Tensor> { Ok(Tensor::full(t, n, x.device())?.to_dtype(x.dtype())?) };
+            // t stays f32 in every dtype, as the reference's linspace (see TimestepEmbedder)
+            let t_b = |n: usize| -> Result<Tensor> { Ok(Tensor::full(t, n, x.device())?) };
             let flow = match (&both, guided) {
                 (Some(both), _) => {
                     let f = net.predict_flow(&Tensor::cat(&[&x, &x], 0)?, &t_b(2 * b)?, both)?;

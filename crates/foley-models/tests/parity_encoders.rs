@@ -42,7 +42,9 @@ fn clip_vision_matches_open_clip() {
         let model = clip::ClipVisionTransformer::new(fx.vb().pp("visual"), &cfg).expect("load");
         let frames = fx.input("frames_u8");
         let (b, t) = (frames.dim(0).unwrap(), frames.dim(1).unwrap());
-        let x = preprocess::to_normalized(&flatten_bt(frames), preprocess::CLIP_MEAN, preprocess::CLIP_STD).unwrap();
+        let x = common::on_device(
+            &preprocess::to_normalized(&flatten_bt(frames), preprocess::CLIP_MEAN, preprocess::CLIP_STD).unwrap(),
+        );
         let got = model.forward(&x).unwrap().reshape((b, t, ())).unwrap();
         common::assert_close(&format!("clip_vision {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
         // chunked encoding gives the same features
@@ -76,13 +78,14 @@ fn synchformer_matches_reference() {
             .unwrap()
             .reshape(dims)
             .unwrap();
+        let x = common::on_device(&x);
         let what = format!("synchformer {}", fx.dir.display());
         common::assert_close(&what, &model.encode_video(&x, 0).unwrap(), fx.output("features"), fx.tolerance());
         let chunked = model.encode_video(&x, 1).unwrap();
         common::assert_close("synchformer chunked", &chunked, fx.output("features"), fx.tolerance());
         // from a torch.save'd checkpoint holding other Synchformer parts too, as synchformer_state_dict.pth does
         if let Some(file) = fx.meta["checkpoint"].as_str() {
-            let vb = weights::var_builder(fx.dir.join(file), DType::F32, &candle_core::Device::Cpu).unwrap();
+            let vb = weights::var_builder(fx.dir.join(file), common::dtype(), &common::device()).unwrap();
             let model = synchformer::Synchformer::new(vb, &cfg).expect("load from checkpoint");
             let got = model.encode_video(&x, 0).unwrap();
             common::assert_close("synchformer from .pth", &got, fx.output("features"), fx.tolerance());
@@ -105,7 +108,7 @@ fn u8_mismatch(got: &Tensor, want: &Tensor) -> (usize, i32) {
 fn preprocessing_matches_load_video() {
     for fx in common::fixtures("preprocess") {
         let name = fx.dir.display().to_string();
-        let (clip_in, sync_in) = (fx.input("clip_chunk"), fx.input("sync_chunk"));
+        let (clip_in, sync_in) = (fx.input_cpu("clip_chunk"), fx.input_cpu("sync_chunk"));
         for (what, got, want) in [
             ("clip resize", preprocess::clip_resize(clip_in).unwrap(), fx.output("clip_u8")),
             ("sync resize+crop", preprocess::sync_resize(sync_in).unwrap(), fx.output("sync_u8")),
@@ -122,15 +125,15 @@ fn preprocessing_matches_load_video() {
         if fx.weights.is_empty() {
             continue;
         }
-        // the same decoded frames through both encoders
+        // the same decoded frames through both encoders (preprocessed on the host, encoded on the test device)
         let vb = fx.vb();
         let ccfg: clip::Config = serde_json::from_value(fx.meta["config"]["clip"].clone()).unwrap();
         let clip_model = clip::ClipVisionTransformer::new(vb.pp("clip").pp("visual"), &ccfg).unwrap();
-        let feats = clip_model.forward(&preprocess::clip_frames(clip_in).unwrap()).unwrap().unsqueeze(0).unwrap();
+        let feats = clip_model.forward(&common::on_device(&preprocess::clip_frames(clip_in).unwrap())).unwrap().unsqueeze(0).unwrap();
         common::assert_close(&format!("preprocess+clip {name}"), &feats, fx.output("clip_features"), fx.tolerance());
         let scfg: synchformer::Config = serde_json::from_value(fx.meta["config"]["sync"].clone()).unwrap();
         let sync_model = synchformer::Synchformer::new(vb.pp("synchformer"), &scfg).unwrap();
-        let x = preprocess::sync_frames(sync_in).unwrap().unsqueeze(0).unwrap();
+        let x = common::on_device(&preprocess::sync_frames(sync_in).unwrap().unsqueeze(0).unwrap());
         let feats = sync_model.encode_video(&x, 0).unwrap();
         common::assert_close(&format!("preprocess+synchformer {name}"), &feats, fx.output("sync_features"),
                              fx.tolerance());

@@ -64,7 +64,7 @@ fn mmaudio_forward_matches_reference() {
         );
 
         let (lrot, crot) = net
-            .rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &Device::Cpu)
+            .rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &common::device())
             .unwrap();
         let want = f.output("latent_rot"); // (1, N, D/2, 2, 2): [[cos, -sin], [sin, cos]]
         let cos = want
@@ -108,7 +108,8 @@ fn mmaudio_forward_matches_reference() {
             tol,
         );
 
-        let t = f.input("t");
+        // t in f32 whatever the network's dtype, as the sampler and the reference pass it
+        let t = &f.input_cpu("t").to_device(&common::device()).unwrap();
         let flow = net.predict_flow(latent, t, &cond).unwrap();
         assert_close(&format!("{n} flow"), &flow, f.output("flow"), tol);
         let full = net
@@ -193,7 +194,7 @@ fn sampler_matches_reference() {
 fn latent_normalization_matches_reference() {
     for f in found("norm") {
         let n = name(&f);
-        let (mean, std) = (&f.weights["latent_mean"], &f.weights["latent_std"]);
+        let (mean, std) = (&f.weight("latent_mean"), &f.weight("latent_std"));
         let x = f.input("latent");
         let latent = foley_models::mel::LatentStats::new(mean.clone(), std.clone()).unwrap();
         assert_close(
@@ -210,8 +211,8 @@ fn latent_normalization_matches_reference() {
         );
         for mode in ["16k", "44k"] {
             let stats = foley_models::mel::MelStats::new(
-                f.weights[&format!("vae_{mode}.data_mean")].clone(),
-                f.weights[&format!("vae_{mode}.data_std")].clone(),
+                f.weight(&format!("vae_{mode}.data_mean")),
+                f.weight(&format!("vae_{mode}.data_std")),
             )
             .unwrap();
             let m = f.input(&format!("mel_{mode}"));
@@ -292,7 +293,7 @@ fn latent_to_waveform_chain_matches_reference() {
         let vae_cfg: vae::Config = serde_json::from_value(f.meta["config"]["vae"].clone()).unwrap();
         let voc_cfg: bigvgan::Config = serde_json::from_value(f.meta["config"]["vocoder"].clone()).unwrap();
         let vb = f.vb();
-        let stats = LatentStats::new(f.weights["latent_mean"].clone(), f.weights["latent_std"].clone()).unwrap();
+        let stats = LatentStats::new(f.weight("latent_mean"), f.weight("latent_std")).unwrap();
         let decoder = vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg).unwrap();
         let vocoder = bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg).unwrap();
         let z = stats.unnormalize(f.input("x1")).unwrap();

@@ -1,6 +1,12 @@
 //! Shared machinery of the parity tests: fixture discovery, loading and the tolerances (one place, never
 //! loosened to make a failure pass). Fixtures are produced by `scripts/gen_parity.py`; see
 //! `scripts/parity/common.py` for the format.
+//!
+//! Device and dtype: `FOLEY_TEST_DEVICE` (`cpu`, the default, or `cuda`: a `--features cuda` build) and
+//! `FOLEY_TEST_DTYPE` (`f32`, the default, `bf16` or `f16`). The networks are built on that device in that dtype
+//! (float inputs converted, the f32 reference outputs compared on the host). f32 is held to the CPU tolerances on
+//! every device: cuBLAS is kept from TF32 (`set_gemm_reduced_precision_f32(false)`, asserted). The half dtypes
+//! are compared with the same f32 reference outputs, within a bound relative to the output's scale (below).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -14,6 +20,51 @@ pub const MODULE_TOL: f32 = 1e-4;
 /// Max-abs error allowed for a multi-step sampler output (f32, CPU).
 pub const SAMPLER_TOL: f32 = 1e-3;
 
+/// Half precision: the max-abs error allowed, as a fraction of `max(1, max |reference|)`, for a module
+/// (`[0]`) and for a multi-step sampler or a whole chain (`[1]`). bf16 keeps 8 significant bits (relative
+/// rounding 2^-9 ≈ 2e-3 per value), f16 11 (2^-12 ≈ 2.4e-4); deep stacks of GEMMs and norms compound it.
+/// These bounds are set before any GPU run (no GPU was lent when they were written): `scripts/device-check`
+/// prints the measured errors of each fixture, which are what they must be set from, never loosened to pass.
+pub const BF16_REL: [f32; 2] = [5e-2, 1.5e-1];
+pub const F16_REL: [f32; 2] = [1e-2, 5e-2];
+
+/// The device the parity tests run on (`FOLEY_TEST_DEVICE`: cpu or cuda), one per process (candle tells CUDA
+/// devices apart by instance). On CUDA, f32 GEMMs are kept from TF32.
+pub fn device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE.get_or_init(open_device).clone()
+}
+
+fn open_device() -> Device {
+    match std::env::var("FOLEY_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => Device::Cpu,
+        Ok("cuda") => {
+            let dev = Device::new_cuda(0).expect("FOLEY_TEST_DEVICE=cuda needs a GPU and a --features cuda build");
+            candle_core::cuda::set_gemm_reduced_precision_f32(false);
+            assert!(!candle_core::cuda::gemm_reduced_precision_f32(), "cuBLAS must not use TF32 for f32");
+            dev
+        }
+        Ok(other) => panic!("FOLEY_TEST_DEVICE={other}: use cpu or cuda"),
+    }
+}
+
+/// The dtype the networks run in (`FOLEY_TEST_DTYPE`: f32, bf16 or f16).
+pub fn dtype() -> DType {
+    match std::env::var("FOLEY_TEST_DTYPE").as_deref() {
+        Err(_) | Ok("") | Ok("f32") => DType::F32,
+        Ok("bf16") => DType::BF16,
+        Ok("f16") => DType::F16,
+        Ok(other) => panic!("FOLEY_TEST_DTYPE={other}: use f32, bf16 or f16"),
+    }
+}
+
+/// `t` on the test device; f32/f16/bf16 tensors in the test dtype (f64 and integers as they are).
+pub fn on_device(t: &Tensor) -> Tensor {
+    let t = t.to_device(&device()).expect("to device");
+    let float = matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16);
+    if float { t.to_dtype(dtype()).expect("to dtype") } else { t }
+}
+
 /// Root of the fixture tree: `$FOLEY_PARITY_DIR` or the repository's `tests/fixtures/parity`.
 pub fn parity_dir() -> PathBuf {
     std::env::var_os("FOLEY_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| {
@@ -25,18 +76,31 @@ pub fn parity_dir() -> PathBuf {
 pub struct Fixture {
     pub dir: PathBuf,
     pub meta: serde_json::Value,
+    /// As stored (host, f32): [`Fixture::vb`] and [`Fixture::weight`] put them on the test device.
     pub weights: HashMap<String, Tensor>,
+    /// On the test device, floats in the test dtype ([`Fixture::input_cpu`]: as stored).
     pub inputs: HashMap<String, Tensor>,
+    pub inputs_cpu: HashMap<String, Tensor>,
+    /// As stored (host): the reference's f32 results.
     pub outputs: HashMap<String, Tensor>,
 }
 
 impl Fixture {
-    /// A VarBuilder over the fixture's weights (f32, CPU).
+    /// A VarBuilder over the fixture's weights, on the test device in the test dtype.
     pub fn vb(&self) -> VarBuilder<'static> {
-        VarBuilder::from_tensors(self.weights.clone(), DType::F32, &Device::Cpu)
+        let dev = device();
+        let w = self.weights.iter().map(|(k, v)| (k.clone(), v.to_device(&dev).expect("to device"))).collect();
+        VarBuilder::from_tensors(w, dtype(), &dev)
+    }
+    /// One weight on the test device in the test dtype.
+    pub fn weight(&self, name: &str) -> Tensor {
+        on_device(self.weights.get(name).unwrap_or_else(|| panic!("{}: no weight {name}", self.dir.display())))
     }
     pub fn input(&self, name: &str) -> &Tensor {
         self.inputs.get(name).unwrap_or_else(|| panic!("{}: no input {name}", self.dir.display()))
+    }
+    pub fn input_cpu(&self, name: &str) -> &Tensor {
+        self.inputs_cpu.get(name).unwrap_or_else(|| panic!("{}: no input {name}", self.dir.display()))
     }
     pub fn output(&self, name: &str) -> &Tensor {
         self.outputs.get(name).unwrap_or_else(|| panic!("{}: no output {name}", self.dir.display()))
@@ -73,29 +137,49 @@ pub fn fixtures(module: &str) -> Vec<Fixture> {
         .filter_map(|dir| {
             let meta: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).ok()?).ok()?;
-            (meta["module"] == module).then(|| Fixture {
-                weights: load_st(&dir.join("weights.safetensors")),
-                inputs: load_st(&dir.join("inputs.safetensors")),
-                outputs: load_st(&dir.join("outputs.safetensors")),
-                meta,
-                dir,
+            (meta["module"] == module).then(|| {
+                let inputs_cpu = load_st(&dir.join("inputs.safetensors"));
+                Fixture {
+                    weights: load_st(&dir.join("weights.safetensors")),
+                    inputs: inputs_cpu.iter().map(|(k, v)| (k.clone(), on_device(v))).collect(),
+                    inputs_cpu,
+                    outputs: load_st(&dir.join("outputs.safetensors")),
+                    meta,
+                    dir,
+                }
             })
         })
         .collect()
 }
 
-/// Max |a - b| over all elements; panics on a shape mismatch.
+/// Max |a - b| over all elements (on the host, in f32); panics on a shape mismatch.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
+    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
-/// Asserts `got` matches `want` within `tol` and returns the measured max-abs error (printed for notes).
+/// The max-abs error allowed for an f32 tolerance `tol` ([`MODULE_TOL`] or [`SAMPLER_TOL`]) in the test dtype,
+/// against a reference output `want`: `tol` itself in f32; in bf16/f16 the dtype's relative bound (above) times
+/// `max(1, max |want|)`.
+pub fn tolerance_for(tol: f32, want: &Tensor) -> f32 {
+    let rel = match dtype() {
+        DType::BF16 => BF16_REL,
+        DType::F16 => F16_REL,
+        _ => return tol,
+    };
+    let scale = max_abs_diff(want, &want.zeros_like().unwrap()).max(1.0);
+    rel[usize::from(tol >= SAMPLER_TOL)] * scale
+}
+
+/// Asserts `got` matches `want` within `tol` (an f32 tolerance, scaled by [`tolerance_for`] in half precision)
+/// and returns the measured max-abs error (printed for notes, with device and dtype).
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) -> f32 {
+    let tol = tolerance_for(tol, want);
     let err = max_abs_diff(got, want);
-    eprintln!("parity {what}: max_abs_err = {err:.3e} (tol {tol:.0e})");
-    assert!(err <= tol, "{what}: max-abs error {err:.3e} exceeds {tol:.0e}");
+    let (dev, dt) = (if got.device().is_cpu() { "cpu" } else { "gpu" }, got.dtype().as_str());
+    eprintln!("parity [{dev} {dt}] {what}: max_abs_err = {err:.3e} (tol {tol:.1e})");
+    assert!(err <= tol, "{what}: max-abs error {err:.3e} exceeds {tol:.1e}");
     err
 }
