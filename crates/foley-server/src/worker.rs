@@ -35,8 +35,13 @@ async fn worker_loop(state: AppState, index: usize) {
         if state.shutting_down.load(Ordering::SeqCst) {
             break;
         }
-        match state.store.claim_next().await {
+        let asked = Instant::now();
+        let claimed = state.store.claim_next().await;
+        metrics::histogram!("foley_claim_seconds").record(asked.elapsed().as_secs_f64());
+        match claimed {
             Ok(Some(task)) => {
+                let waited = (now_ms() - task.created_at).max(0) as f64 / 1000.0;
+                metrics::histogram!("foley_queue_wait_seconds").record(waited);
                 let span = tracing::info_span!("task", id = %task.id, worker = index);
                 run(&state, task).instrument(span).await;
             }
@@ -67,6 +72,10 @@ async fn run(state: &AppState, task: TaskRow) {
     crate::webhooks::on_change(state, &task).await;
     let token = CancelToken::new();
     state.running.lock().unwrap_or_else(|e| e.into_inner()).insert(task.id.clone(), token.clone());
+    // A cancel that came between the claim and now (through any node) found no token to cancel.
+    if matches!(state.store.get(&task.id).await, Ok(Some(t)) if t.status == TaskStatus::Cancelling) {
+        token.cancel();
+    }
     let out_dir = state.files.scratch_dir().join(format!("run-{}", task.id));
     let _ = tokio::fs::remove_dir_all(&out_dir).await;
     let result = match tokio::fs::create_dir_all(&out_dir).await {
@@ -96,13 +105,27 @@ async fn run(state: &AppState, task: TaskRow) {
         }
     };
     let (status, output, error, log) = end;
-    state.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&task.id);
     let _ = tokio::fs::remove_dir_all(&out_dir).await;
-    match state.store.finish(&task.id, status, output.as_ref(), error.as_deref(), &log).await {
-        Ok(true) => {}
-        Ok(false) => warn!("task was already terminal when it ended"),
-        Err(e) => warn!(error = %e, "storing the end of the task failed"),
+    // While the database is unreachable the end is retried (the lease is still renewed: the task stays in
+    // `running` until then), so that a short outage does not make another node run the task again.
+    let mut tries = 0;
+    loop {
+        match state.store.finish(&task.id, status, output.as_ref(), error.as_deref(), &log).await {
+            Ok(true) => {}
+            Ok(false) => warn!("task was already terminal (or another node's) when it ended"),
+            Err(e) if e.is_unavailable() && tries < 120 => {
+                if tries == 0 {
+                    warn!(error = %e, "storing the end of the task failed; retrying while the database is away");
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => warn!(error = %e, "storing the end of the task failed"),
+        }
+        break;
     }
+    state.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&task.id);
     let secs = started.elapsed().as_secs_f64();
     metrics::histogram!("foley_task_seconds", "status" => status.name()).record(secs);
     metrics::counter!("foley_tasks_total", "status" => status.name()).increment(1);

@@ -12,44 +12,8 @@ use super::{Recovery, Result, TaskStore};
 use crate::error::ServerError;
 use crate::types::{now_ms, Api, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    api TEXT NOT NULL,
-    app TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    input TEXT NOT NULL,
-    request TEXT NOT NULL,
-    input_file_id TEXT,
-    output TEXT,
-    error TEXT,
-    logs TEXT NOT NULL DEFAULT '',
-    progress REAL NOT NULL DEFAULT 0,
-    stage TEXT,
-    webhook TEXT,
-    webhook_pending INTEGER NOT NULL DEFAULT 0,
-    external_id TEXT UNIQUE,
-    base_url TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    started_at INTEGER,
-    finished_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, seq);
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY,
-    filename TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    uploaded INTEGER NOT NULL,
-    task_id TEXT,
-    role TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_task ON files(task_id);
-"#;
+/// The schema, created and upgraded by the migrations in `migrations/sqlite/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
     webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
@@ -59,7 +23,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and its schema.
+    /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -67,7 +31,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| ServerError::Other(format!("migrating the database: {e}")))?;
         Ok(SqliteStore { pool })
     }
 }
@@ -367,5 +331,22 @@ impl TaskStore for SqliteStore {
     async fn delete_file(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM files WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn expire(&self, cutoff_ms: i64, limit: i64, files: &dyn crate::files::FileStore) -> Result<u64> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM files WHERE created_at < ?1 AND NOT EXISTS (SELECT 1 FROM tasks t \
+             WHERE (t.id = files.task_id OR t.input_file_id = files.id) AND (t.status < 10 OR t.finished_at >= ?1)) \
+             ORDER BY created_at LIMIT ?2",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            files.delete(id).await?;
+            self.delete_file(id).await?;
+        }
+        Ok(ids.len() as u64)
     }
 }
