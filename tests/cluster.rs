@@ -160,7 +160,7 @@ fn two_api_nodes_three_workers_one_postgres() {
     pg.start_again();
     let v = wait_all(&api_b.base(), &ids);
     let statuses: Vec<i64> = ids.iter().map(|i| v[i]["status"].as_i64().unwrap()).collect();
-    assert!(statuses.iter().all(|&s| s == 10), "every accepted task completes after the restart: {statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 10), "every accepted task completes after the restart: {statuses:?}\n{v:#}");
     for n in [&api_a, &api_b] {
         assert!(!n.log().contains("panicked"), "{}", n.log());
     }

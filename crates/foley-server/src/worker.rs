@@ -175,7 +175,10 @@ async fn generate(
 }
 
 async fn store_outputs(state: &AppState, task: &TaskRow, out: &Output) -> Result<StoredOutput, crate::ServerError> {
-    state.store.progress(&task.id, TaskStatus::Uploading, 98.0, "upload", Some("uploading outputs")).await?;
+    // Best effort: a database away for a moment must not fail a finished run.
+    if let Err(e) = state.store.progress(&task.id, TaskStatus::Uploading, 98.0, "upload", Some("uploading outputs")).await {
+        warn!(error = %e, "storing progress failed");
+    }
     state.publish(&task.id);
     let video_ext = out.video.extension().and_then(|e| e.to_str()).unwrap_or("mp4").to_string();
     let video_type = if video_ext == "mov" { "video/quicktime" } else { "video/mp4" };
@@ -218,6 +221,14 @@ async fn put(
         role: "output".into(),
         created_at: now_ms(),
     };
-    state.store.insert_file(&row).await?;
+    // Retried while the database is unreachable (for up to a minute), like the end of the task.
+    let mut tries = 0;
+    while let Err(e) = state.store.insert_file(&row).await {
+        if !e.is_unavailable() || tries >= 120 {
+            return Err(e);
+        }
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     Ok(FileRef { id, filename: filename.to_string(), content_type: content_type.to_string(), size })
 }
