@@ -69,8 +69,47 @@ pub struct Args {
     /// Size of that local cache of bucket files, MB (least recently used files leave first).
     #[arg(long, env = "FOLEY_FILES_CACHE_MB", default_value_t = 2048)]
     pub files_cache_mb: u64,
+    /// Share tasks with other nodes through PostgreSQL (`postgres://user:pass@host:5432/db`) instead of the
+    /// SQLite file under --data-dir. The schema is created and upgraded at start.
+    #[arg(long, env = "FOLEY_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// What this process does: `api` (HTTP only, never loads the model), `worker` (runs tasks; serves only
+    /// /health and /metrics) or `all` (both, the single-process server). `api` and `worker` need --database.
+    #[arg(long, env = "FOLEY_ROLE", value_enum, default_value = "all")]
+    pub role: RoleArg,
+    /// Seconds a claimed task stays this node's without renewal (PostgreSQL; renewed every third). A task whose
+    /// worker stopped runs again elsewhere after this, counted against --max-attempts.
+    #[arg(long, env = "FOLEY_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// How long files are kept once no task needs them (finished tasks' inputs and outputs, unused uploads,
+    /// uploads announced but never sent): a number with s, m, h or d (`7d`, `12h`); `0` keeps them forever.
+    #[arg(long, env = "FOLEY_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// `7d`, `12h`, `30m`, `45s` (or plain seconds).
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with s, m, h or d (e.g. 7d)"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+/// `--role`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleArg {
+    Api,
+    Worker,
+    All,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -79,6 +118,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.no_auth && !args.listen.ip().is_loopback() {
         bail!("--no-auth is only allowed on a loopback address, not {}", args.listen);
+    }
+    if args.role != RoleArg::All && args.database.is_none() {
+        let role = format!("{:?}", args.role).to_lowercase();
+        bail!("--role {role} needs --database postgres://… (nodes share tasks through PostgreSQL)");
+    }
+    if args.database.as_deref().is_some_and(|d| !d.starts_with("postgres://") && !d.starts_with("postgresql://")) {
+        bail!("--database must be a postgres:// URL");
     }
     let model = args.model.clone().unwrap_or_else(|| foley_pipeline::default_model().to_string());
     let weights_dir = args.weights_dir.clone();
@@ -99,19 +145,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.limits = args.limits.limits();
     cfg.files = foley_server::files::Location::parse(args.files.as_deref().unwrap_or(""), args.files_cache_mb.saturating_mul(1_000_000))
         .map_err(anyhow::Error::msg)?;
+    cfg.database = args.database;
+    cfg.lease = Duration::from_secs(args.lease_secs.max(1));
+    cfg.retention = (!args.retention.is_zero()).then_some(args.retention);
+    cfg.role = match args.role {
+        RoleArg::Api => foley_server::config::Role::Api,
+        RoleArg::Worker => foley_server::config::Role::Worker,
+        RoleArg::All => foley_server::config::Role::All,
+    };
+    let api_only = args.role == RoleArg::Api;
     tracing::info!(config = ?cfg, "starting");
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(async move {
         // Bound first: while the model loads, /health answers 503 instead of the port being closed.
         let socket = std::net::TcpListener::bind(args.listen).with_context(|| format!("listen on {}", args.listen))?;
         socket.set_nonblocking(true)?;
-        let loading = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
-        eprintln!("foley: loading {model} (http://{} answers 503 until it is ready)", socket.local_addr()?);
-        let engine: Arc<dyn Engine> =
-            foley_server::while_loading(loading, move || {
-            foley_pipeline::load_engine_from(&model, weights_dir.as_deref())
-        })
-        .await??;
+        let engine: Arc<dyn Engine> = if api_only {
+            // An API node names the model (inputs are checked against it) but never loads it.
+            Arc::new(foley_server::cluster::ApiOnly::new(model))
+        } else {
+            let loading = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
+            eprintln!("foley: loading {model} (http://{} answers 503 until it is ready)", socket.local_addr()?);
+            foley_server::while_loading(loading, move || foley_pipeline::load_engine_from(&model, weights_dir.as_deref())).await??
+        };
         let state = foley_server::AppState::open(cfg, engine).await?;
         let listener = tokio::net::TcpListener::from_std(socket)?;
         eprintln!("foley: serving {} on http://{}", state.engine.model(), listener.local_addr()?);

@@ -37,6 +37,34 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Where uploads and outputs live (`--files`): `<data_dir>/files` by default, or an S3-compatible bucket.
     pub files: crate::files::Location,
+    /// `postgres://…`: share tasks with other nodes through PostgreSQL instead of `data_dir/foley.db`.
+    pub database: Option<String>,
+    /// What this process does in a cluster.
+    pub role: Role,
+    /// How long a claimed task stays this node's without a renewal (PostgreSQL only; renewed every third).
+    pub lease: Duration,
+    /// Files no task needs any more are removed this long after they were made (`None`: kept forever).
+    pub retention: Option<Duration>,
+}
+
+/// The part a process plays: `All` is the single process (HTTP and workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// HTTP only: accepts, validates and serves; never loads the model nor runs tasks.
+    Api,
+    /// Claims and runs tasks; serves only `/health` and `/metrics`.
+    Worker,
+    #[default]
+    All,
+}
+
+impl Role {
+    pub fn runs_tasks(self) -> bool {
+        self != Role::Api
+    }
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
 }
 
 impl Config {
@@ -59,6 +87,10 @@ impl Config {
             public_url: None,
             heartbeat: Duration::from_secs(5),
             files: crate::files::Location::Local,
+            database: None,
+            role: Role::All,
+            lease: Duration::from_secs(30),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -75,6 +107,10 @@ impl std::fmt::Debug for Config {
             .field("allow_private_urls", &self.allow_private_urls)
             .field("public_url", &self.public_url)
             .field("files", &self.files)
+            .field("database", &self.database.as_ref().map(|_| "[redacted]"))
+            .field("role", &self.role)
+            .field("lease", &self.lease)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }

@@ -79,6 +79,28 @@ impl ApiError {
     }
 }
 
+impl ServerError {
+    /// Whether the database could not be reached (restarting, network cut, every connection busy): the request
+    /// may be retried, and the client gets a 503 rather than a 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ServerError::Db(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+                sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_) => true,
+                // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+                sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether a unique constraint refused a row (two nodes racing for the same Kling external_task_id).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, ServerError::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
+    }
+}
+
 impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
         match &e {
@@ -94,6 +116,20 @@ impl From<ServerError> for ApiError {
                 return ApiError::new(StatusCode::BAD_GATEWAY, "file_store_error", detail);
             }
             _ => {}
+        }
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "the database is unavailable");
+            return ApiError {
+                retry_after: Some(2),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "The task database is unavailable right now; retry shortly.",
+                )
+            };
+        }
+        if e.is_duplicate() {
+            return ApiError::conflict("A task with this external_task_id already exists.");
         }
         tracing::error!(error = %e, "internal error");
         ApiError::internal(format!("The server failed: {e}."))

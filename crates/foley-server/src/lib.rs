@@ -2,12 +2,14 @@
 //! file store, webhooks, auth, metrics and the web page. Calls the pipeline only through
 //! [`foley_pipeline::Engine`]; never model internals.
 //!
-//! Layout: [`routes`] (one module per API family), [`store`] (tasks and file records, SQLite),
+//! Layout: [`routes`] (one module per API family), [`store`] (tasks and file records, SQLite or PostgreSQL),
+//! [`cluster`] (what a node of several does: cross-node events, leases),
 //! [`files`] (bytes: local directory or S3-compatible bucket), [`worker`] (the queue consumer), [`webhooks`], [`inputs`] (resolving and validating
 //! the input video), [`netguard`] (outbound HTTP under SSRF rules), [`auth`], [`signing`], [`metrics`],
 //! [`openapi`], [`page`] (and the [`waveform`] picture it shows).
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod files;
@@ -17,6 +19,7 @@ pub mod netguard;
 pub mod openapi;
 pub mod page;
 pub mod render;
+pub mod retention;
 pub mod routes;
 pub mod signing;
 pub mod store;
@@ -57,15 +60,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the store and file directory under `cfg.data_dir`.
+    /// Opens the store (`cfg.database`, else SQLite under `cfg.data_dir`) and the file directory.
     pub async fn open(cfg: Config, engine: Arc<dyn Engine>) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let store = store::SqliteStore::open(&cfg.data_dir.join("foley.db")).await?;
+        let store: Arc<dyn store::TaskStore> = match &cfg.database {
+            Some(url) => Arc::new(store::PgStore::connect(url, &cluster::node_name(), cfg.lease).await?),
+            None => Arc::new(store::SqliteStore::open(&cfg.data_dir.join("foley.db")).await?),
+        };
         let files = files::open(&cfg.files, &cfg.data_dir).await?;
         let keys = auth::Keys::new(&cfg.api_keys, cfg.no_auth);
         Ok(AppState {
             cfg: Arc::new(cfg),
-            store: Arc::new(store),
+            store,
             files,
             engine,
             keys: Arc::new(keys),
@@ -116,8 +122,9 @@ pub async fn while_loading<T: Send + 'static>(
     Ok(result)
 }
 
-/// Runs the server on `listener` until `shutdown` resolves: recovers unfinished tasks, starts the workers and
-/// re-sends pending webhooks, serves, then stops taking work and waits (bounded) for running tasks.
+/// Runs the server on `listener` until `shutdown` resolves: recovers unfinished tasks, starts the workers (unless
+/// `--role api`) and re-sends pending webhooks, serves, then stops taking work and waits (bounded) for running
+/// tasks. In a cluster, also runs [`cluster::spawn`]'s loops; a `--role worker` node serves only /health and /metrics.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -128,10 +135,12 @@ pub async fn serve(
         tracing::warn!(requeued = rec.requeued, failed = rec.failed, queued = rec.queued, "recovered unfinished tasks");
     }
     webhooks::resume_pending(&state).await;
-    let workers = worker::spawn(&state);
+    let workers = if state.cfg.role.runs_tasks() { worker::spawn(&state) } else { Vec::new() };
+    let mut background = cluster::spawn(&state);
+    background.extend(retention::spawn(&state));
     state.ready.store(true, Ordering::SeqCst);
-    tracing::info!(addr = %listener.local_addr()?, model = state.engine.model(), "serving");
-    let app = routes::router(state.clone());
+    tracing::info!(addr = %listener.local_addr()?, model = state.engine.model(), role = ?state.cfg.role, "serving");
+    let app = if state.cfg.role.serves_api() { routes::router(state.clone()) } else { routes::ops_router(state.clone()) };
     let st = state.clone();
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
@@ -143,5 +152,6 @@ pub async fn serve(
         })
         .await?;
     worker::drain(&state, workers).await;
+    background.iter().for_each(|t| t.abort());
     Ok(())
 }

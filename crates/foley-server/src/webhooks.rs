@@ -1,7 +1,8 @@
 //! Webhooks (inference.sh `webhook`) and callbacks (Kling `callback_url`): POSTed when a task ends, signed
 //! with `X-Foley-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, retried with exponential
 //! backoff on non-2xx or network errors, under the same SSRF rules as URL inputs. The "still to deliver" flag
-//! is in the store, so deliveries interrupted by a restart are resumed at the next start.
+//! is in the store, so deliveries interrupted by a restart are resumed at the next start. In a cluster a node
+//! claims a delivery for as long as its retries can take ([`hold_ms`]); when it dies, another node takes over.
 
 use std::time::Duration;
 
@@ -16,9 +17,9 @@ pub fn on_terminal(state: &AppState, task_id: &str) {
     let st = state.clone();
     let id = task_id.to_string();
     tokio::spawn(async move {
-        match st.store.get(&id).await {
-            Ok(Some(t)) if t.webhook.is_some() && t.webhook_pending => deliver(&st, &t, true).await,
-            Ok(_) => {}
+        match st.store.claim_webhook(&id, hold_ms(&st)).await {
+            Ok(Some(t)) => deliver(&st, &t, true).await,
+            Ok(None) => {}
             Err(e) => warn!(task = %id, error = %e, "webhook: loading the task failed"),
         }
     });
@@ -33,9 +34,20 @@ pub async fn on_change(state: &AppState, task: &TaskRow) {
     let _ = tokio::time::timeout(Duration::from_secs(3), deliver(state, task, false)).await;
 }
 
-/// Re-sends the notifications a previous process did not get through.
+/// How long a claimed delivery is this node's: every attempt's timeout and backoff, and a minute to spare.
+pub fn hold_ms(state: &AppState) -> i64 {
+    let mut total = Duration::from_secs(60);
+    let mut delay = state.cfg.webhook_backoff;
+    for _ in 0..state.cfg.webhook_attempts.max(1) {
+        total += Duration::from_secs(10) + delay;
+        delay = (delay * 2).min(Duration::from_secs(300));
+    }
+    total.as_millis() as i64
+}
+
+/// Re-sends the notifications a previous process (or, in a cluster, a node that stopped) did not get through.
 pub async fn resume_pending(state: &AppState) {
-    match state.store.webhook_pending().await {
+    match state.store.claim_due_webhooks(hold_ms(state)).await {
         Ok(tasks) => {
             for t in tasks {
                 let st = state.clone();
@@ -78,7 +90,7 @@ async fn deliver(state: &AppState, t: &TaskRow, terminal: bool) {
                 info!(task = %t.id, attempt, "webhook delivered");
                 metrics::counter!("foley_webhooks_total", "result" => "delivered").increment(1);
                 if terminal {
-                    let _ = state.store.clear_webhook_pending(&t.id).await;
+                    clear(state, &t.id).await;
                 }
                 return;
             }
@@ -96,6 +108,20 @@ async fn deliver(state: &AppState, t: &TaskRow, terminal: bool) {
     }
     metrics::counter!("foley_webhooks_total", "result" => "gave_up").increment(1);
     if terminal {
-        let _ = state.store.clear_webhook_pending(&t.id).await;
+        clear(state, &t.id).await;
+    }
+}
+
+/// Marks a delivery done, retrying for a minute while the database is unreachable (else another node, or the next
+/// start, would send it again).
+async fn clear(state: &AppState, id: &str) {
+    for _ in 0..60 {
+        match state.store.clear_webhook_pending(id).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(task = %id, error = %e, "webhook: recording the delivery failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }

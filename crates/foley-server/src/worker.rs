@@ -35,8 +35,13 @@ async fn worker_loop(state: AppState, index: usize) {
         if state.shutting_down.load(Ordering::SeqCst) {
             break;
         }
-        match state.store.claim_next().await {
+        let asked = Instant::now();
+        let claimed = state.store.claim_next().await;
+        metrics::histogram!("foley_claim_seconds").record(asked.elapsed().as_secs_f64());
+        match claimed {
             Ok(Some(task)) => {
+                let waited = (now_ms() - task.created_at).max(0) as f64 / 1000.0;
+                metrics::histogram!("foley_queue_wait_seconds").record(waited);
                 let span = tracing::info_span!("task", id = %task.id, worker = index);
                 run(&state, task).instrument(span).await;
             }
@@ -67,6 +72,10 @@ async fn run(state: &AppState, task: TaskRow) {
     crate::webhooks::on_change(state, &task).await;
     let token = CancelToken::new();
     state.running.lock().unwrap_or_else(|e| e.into_inner()).insert(task.id.clone(), token.clone());
+    // A cancel that came between the claim and now (through any node) found no token to cancel.
+    if matches!(state.store.get(&task.id).await, Ok(Some(t)) if t.status == TaskStatus::Cancelling) {
+        token.cancel();
+    }
     let out_dir = state.files.scratch_dir().join(format!("run-{}", task.id));
     let _ = tokio::fs::remove_dir_all(&out_dir).await;
     let result = match tokio::fs::create_dir_all(&out_dir).await {
@@ -100,13 +109,27 @@ async fn run(state: &AppState, task: TaskRow) {
         }
     };
     let (status, output, error, log) = end;
-    state.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&task.id);
     let _ = tokio::fs::remove_dir_all(&out_dir).await;
-    match state.store.finish(&task.id, status, output.as_ref(), error.as_deref(), &log).await {
-        Ok(true) => {}
-        Ok(false) => warn!("task was already terminal when it ended"),
-        Err(e) => warn!(error = %e, "storing the end of the task failed"),
+    // While the database is unreachable the end is retried (the lease is still renewed: the task stays in
+    // `running` until then), so that a short outage does not make another node run the task again.
+    let mut tries = 0;
+    loop {
+        match state.store.finish(&task.id, status, output.as_ref(), error.as_deref(), &log).await {
+            Ok(true) => {}
+            Ok(false) => warn!("task was already terminal (or another node's) when it ended"),
+            Err(e) if e.is_unavailable() && tries < 120 => {
+                if tries == 0 {
+                    warn!(error = %e, "storing the end of the task failed; retrying while the database is away");
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => warn!(error = %e, "storing the end of the task failed"),
+        }
+        break;
     }
+    state.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&task.id);
     let secs = started.elapsed().as_secs_f64();
     metrics::histogram!("foley_task_seconds", "status" => status.name()).record(secs);
     metrics::counter!("foley_tasks_total", "status" => status.name()).increment(1);
@@ -156,7 +179,10 @@ async fn generate(
 }
 
 async fn store_outputs(state: &AppState, task: &TaskRow, out: &Output) -> Result<StoredOutput, crate::ServerError> {
-    state.store.progress(&task.id, TaskStatus::Uploading, 98.0, "upload", Some("uploading outputs")).await?;
+    // Best effort: a database away for a moment must not fail a finished run.
+    if let Err(e) = state.store.progress(&task.id, TaskStatus::Uploading, 98.0, "upload", Some("uploading outputs")).await {
+        warn!(error = %e, "storing progress failed");
+    }
     state.publish(&task.id);
     let video_ext = out.video.extension().and_then(|e| e.to_str()).unwrap_or("mp4").to_string();
     let video_type = if video_ext == "mov" { "video/quicktime" } else { "video/mp4" };
@@ -199,6 +225,14 @@ async fn put(
         role: "output".into(),
         created_at: now_ms(),
     };
-    state.store.insert_file(&row).await?;
+    // Retried while the database is unreachable (for up to a minute), like the end of the task.
+    let mut tries = 0;
+    while let Err(e) = state.store.insert_file(&row).await {
+        if !e.is_unavailable() || tries >= 120 {
+            return Err(e);
+        }
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     Ok(FileRef { id, filename: filename.to_string(), content_type: content_type.to_string(), size })
 }

@@ -174,10 +174,13 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
         crate::webhooks::on_terminal(&state, &id);
         return Ok(StatusCode::NO_CONTENT);
     }
+    // The run may be on this node (its token stops it at once) or on another one (which sees `cancelling` through
+    // the database's notification, or at its next lease renewal, and stops it there).
     let token = state.running.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
-    if let Some(token) = token {
+    if let Some(token) = &token {
         token.cancel();
-        state.store.mark_cancelling(&id).await?;
+    }
+    if state.store.mark_cancelling(&id).await? || token.is_some() {
         tracing::info!(task = %id, "cancelling while running");
         state.publish(&id);
     }

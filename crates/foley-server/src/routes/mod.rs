@@ -45,6 +45,15 @@ pub fn router(state: AppState) -> Router {
     authed.merge(open).layer(TraceLayer::new_for_http()).with_state(state)
 }
 
+/// A worker node's routes: only `/health` and `/metrics`.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
 /// Scheme and authority for absolute URLs: the configured public URL, else what the request's Host says.
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(u) = &state.cfg.public_url {

@@ -1,8 +1,11 @@
-//! The task store: where tasks and file records live. [`TaskStore`] is small so that a Postgres store
-//! (`FOR UPDATE SKIP LOCKED` in `claim_next`) can serve several workers; [`SqliteStore`] is the default.
+//! The task store: where tasks and file records live. [`SqliteStore`] (the default) serves one process;
+//! [`PgStore`] is shared by the nodes of a cluster (`FOR UPDATE SKIP LOCKED` claims, leases, LISTEN/NOTIFY).
+//! The cluster-only methods have defaults that keep the single-process behaviour.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -11,6 +14,13 @@ use crate::error::ServerError;
 use crate::types::{FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
 pub type Result<T> = std::result::Result<T, ServerError>;
+
+/// A task changed somewhere in the cluster (from PostgreSQL's NOTIFY).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub task_id: String,
+    pub status: Option<TaskStatus>,
+}
 
 /// What a restart did to the tasks it found unfinished.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,4 +73,35 @@ pub trait TaskStore: Send + Sync {
     /// Output files of a task.
     async fn task_files(&self, task_id: &str) -> Result<Vec<FileRow>>;
     async fn delete_file(&self, id: &str) -> Result<()>;
+    /// Retention: removes up to `limit` files created before `cutoff_ms` that no task still needs (none live, none
+    /// finished since `cutoff_ms`) — outputs and inputs of old tasks, unused uploads, uploads announced but never
+    /// PUT — bytes first (through `files`), then their records; returns how many. In a cluster each file is
+    /// claimed by one node (a node that dies midway leaves the records for the next sweep).
+    async fn expire(&self, cutoff_ms: i64, limit: i64, files: &dyn crate::files::FileStore) -> Result<u64>;
+
+    /// Whether several processes share this store (then leases, lapsed-lease reaping and cross-node events run).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Extends the leases of the tasks this node runs; returns those among them that are now `cancelling`.
+    async fn renew(&self, _ids: &[String]) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Re-queues (or fails after `max_attempts`) running tasks whose lease lapsed.
+    async fn reap_lapsed(&self, _max_attempts: i64) -> Result<Recovery> {
+        Ok(Recovery::default())
+    }
+    /// Takes the terminal webhook of a task for `hold_ms` (one node delivers it); `None` if not pending or
+    /// held by another node.
+    async fn claim_webhook(&self, id: &str, _hold_ms: i64) -> Result<Option<TaskRow>> {
+        Ok(self.get(id).await?.filter(|t| t.webhook_pending && t.webhook.is_some()))
+    }
+    /// Takes every pending webhook that no node holds.
+    async fn claim_due_webhooks(&self, _hold_ms: i64) -> Result<Vec<TaskRow>> {
+        self.webhook_pending().await
+    }
+    /// Changes made by any node, as they happen (`None` for a store no other process writes to).
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        None
+    }
 }

@@ -12,45 +12,8 @@ use super::{Recovery, Result, TaskStore};
 use crate::error::ServerError;
 use crate::types::{now_ms, Api, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    api TEXT NOT NULL,
-    app TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    input TEXT NOT NULL,
-    request TEXT NOT NULL,
-    input_file_id TEXT,
-    output TEXT,
-    error TEXT,
-    logs TEXT NOT NULL DEFAULT '',
-    progress REAL NOT NULL DEFAULT 0,
-    stage TEXT,
-    webhook TEXT,
-    webhook_pending INTEGER NOT NULL DEFAULT 0,
-    external_id TEXT UNIQUE,
-    base_url TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    started_at INTEGER,
-    finished_at INTEGER,
-    owner TEXT
-);
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, seq);
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY,
-    filename TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    uploaded INTEGER NOT NULL,
-    task_id TEXT,
-    role TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_task ON files(task_id);
-"#;
+/// The schema, created and upgraded by the migrations in `migrations/sqlite/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
     webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
@@ -60,7 +23,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and its schema.
+    /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -68,13 +31,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        // Databases made before tasks had an owner get the column (their tasks stay owner-less).
-        let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('tasks')").fetch_all(&pool).await?;
-        if !cols.iter().any(|c| c == "owner") {
-            sqlx::raw_sql("ALTER TABLE tasks ADD COLUMN owner TEXT").execute(&pool).await?;
-        }
-        sqlx::raw_sql("CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner, seq)").execute(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| ServerError::Other(format!("migrating the database: {e}")))?;
         Ok(SqliteStore { pool })
     }
 }
@@ -385,6 +342,23 @@ impl TaskStore for SqliteStore {
         sqlx::query("DELETE FROM files WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn expire(&self, cutoff_ms: i64, limit: i64, files: &dyn crate::files::FileStore) -> Result<u64> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM files WHERE created_at < ?1 AND NOT EXISTS (SELECT 1 FROM tasks t \
+             WHERE (t.id = files.task_id OR t.input_file_id = files.id) AND (t.status < 10 OR t.finished_at >= ?1)) \
+             ORDER BY created_at LIMIT ?2",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            files.delete(id).await?;
+            self.delete_file(id).await?;
+        }
+        Ok(ids.len() as u64)
+    }
 }
 
 #[cfg(test)]
@@ -429,11 +403,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("foley.db");
         {
-            let old_schema = SCHEMA.replace("    finished_at INTEGER,\n    owner TEXT\n", "    finished_at INTEGER\n");
-            assert_ne!(old_schema, SCHEMA);
+            // The schema of the versions before migrations (migration 0001 is that schema, unchanged).
+            let old_schema = include_str!("../../migrations/sqlite/0001_initial.sql");
+            assert!(!old_schema.contains("owner"));
             let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).unwrap().create_if_missing(true);
             let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
-            sqlx::raw_sql(&old_schema).execute(&pool).await.unwrap();
+            sqlx::raw_sql(old_schema).execute(&pool).await.unwrap();
             sqlx::query("INSERT INTO tasks (id, api, app, status, input, request, base_url, created_at, updated_at) VALUES ('old', 'infsh', 'a', 10, '{}', ?, 'b', 1, 1)")
                 .bind(serde_json::to_string(&foley_pipeline::Request::default()).unwrap())
                 .execute(&pool)
