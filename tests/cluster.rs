@@ -1,6 +1,7 @@
 //! A cluster on one machine: a throwaway PostgreSQL (crates/foley-server/tests/common/pg.rs), two `foley serve
-//! --role api` nodes and three `--role worker` processes (`--model tiny-test`, a 3 s lease) sharing one files
-//! directory, driven by the real `inferencesh` SDK (tests/sdk/cluster.py): 100 submissions over both API nodes,
+//! --role api` nodes and three `--role worker` processes (`--model tiny-test`, a 3 s lease), each with its own
+//! data directory, sharing one S3-compatible bucket (moto on loopback, crates/foley-server/tests/common/s3.rs)
+//! for uploads and outputs, driven by the real `inferencesh` SDK (tests/sdk/cluster.py): 100 submissions over both API nodes,
 //! each run exactly once (the workers' completed-task counters) with one webhook each; a stream and a cancel
 //! through an API node of tasks that run on workers; `kill -9` of a worker mid-task; PostgreSQL restarted mid-run.
 
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::media::video;
+use common::s3::Moto;
 use common::{py, wait_ready, KEY, SECRET};
 
 const LEASE_S: u64 = 3;
@@ -46,15 +48,17 @@ impl Drop for Node {
     }
 }
 
-fn node(dir: &Path, db: &str, role: &str, name: &str) -> (Node, f64) {
+/// A node with its own data directory (`dir/<name>`); its files live in `moto`'s bucket `foley-cluster`.
+fn node(dir: &Path, db: &str, moto: &Moto, role: &str, name: &str) -> (Node, f64) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = dir.join(format!("{name}.log"));
     let t0 = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_foley"))
         .args(["serve", "--model", "tiny-test", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--database", db, "--role", role, "--lease-secs", &LEASE_S.to_string(), "--queue-capacity", "200"])
+        .arg(dir.join(name))
+        .args(["--files", "s3://foley-cluster/files", "--database", db, "--role", role, "--lease-secs", &LEASE_S.to_string(), "--queue-capacity", "200"])
         .args(["--api-keys", KEY, "--signing-secret", SECRET, "--allow-private-urls", "--webhook-backoff-ms", "200"])
+        .envs(moto.env())
         .env("FOLEY_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -100,13 +104,15 @@ fn submit(base: &str, clip: &Path, n: usize, steps: u32) -> Vec<String> {
 #[test]
 fn two_api_nodes_three_workers_one_postgres() {
     let pg = pg::Pg::start();
+    let moto = Moto::start();
+    moto.create_bucket("foley-cluster");
     let dir = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let (api_a, start_a) = node(dir.path(), &db, "api", "api-a");
-    let (api_b, start_b) = node(dir.path(), &db, "api", "api-b");
+    let (api_a, start_a) = node(dir.path(), &db, &moto, "api", "api-a");
+    let (api_b, start_b) = node(dir.path(), &db, &moto, "api", "api-b");
     eprintln!("api nodes ready in {start_a:.2}s and {start_b:.2}s (no model loaded)");
     assert!(start_a.min(start_b) < 2.0, "an API node starts without the model: {start_a:.2}s, {start_b:.2}s");
-    let mut workers: Vec<Node> = (0..3).map(|i| node(dir.path(), &db, "worker", &format!("worker-{i}")).0).collect();
+    let mut workers: Vec<Node> = (0..3).map(|i| node(dir.path(), &db, &moto, "worker", &format!("worker-{i}")).0).collect();
     // A worker serves only /health and /metrics.
     assert_eq!(get(&workers[0].addr, "/tasks/x").0, 404);
     let both = [("FOLEY_URL_B", api_b.base())];
