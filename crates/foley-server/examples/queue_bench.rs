@@ -66,6 +66,7 @@ fn task(seed: u64) -> NewTask {
         external_id: None,
         base_url: "http://127.0.0.1".into(),
         created_at: now_ms(),
+        owner: None,
     }
 }
 
