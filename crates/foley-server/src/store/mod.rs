@@ -105,3 +105,24 @@ pub trait TaskStore: Send + Sync {
         None
     }
 }
+
+// What both stores write and read the same way.
+
+/// The task columns every query returns, in `task_row`'s order.
+const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
+    webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
+
+/// A value stored as JSON text.
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| ServerError::Corrupt(e.to_string()))
+}
+
+/// A JSON text column read back; `what` names it in the error.
+fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| ServerError::Corrupt(format!("{what}: {e}")))
+}
+
+/// One line of a task's logs at `ms`.
+fn log_line(ms: i64, text: &str) -> String {
+    format!("[{}] {}\n", crate::types::rfc3339(ms), text)
+}

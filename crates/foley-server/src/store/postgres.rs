@@ -12,7 +12,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Change, Recovery, Result, TaskStore};
+use super::{json, log_line, parse, Change, Recovery, Result, TaskStore, TASK_COLS};
 use crate::error::ServerError;
 use crate::types::{now_ms, Api, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
@@ -24,8 +24,6 @@ const CHANNEL: &str = "foley_tasks";
 /// Advisory lock key serialising admissions (the queue bound is cluster-wide).
 const ADMIT_LOCK: i64 = 0x666f_6c65_7901;
 
-const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
-    webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
 
 pub struct PgStore {
     pool: PgPool,
@@ -52,14 +50,6 @@ impl PgStore {
     pub fn node(&self) -> &str {
         &self.node
     }
-}
-
-fn json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| ServerError::Corrupt(e.to_string()))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| ServerError::Corrupt(format!("{what}: {e}")))
 }
 
 fn task_row(r: &PgRow) -> Result<TaskRow> {
@@ -101,10 +91,6 @@ fn file_row(r: &PgRow) -> Result<FileRow> {
         role: r.try_get("role")?,
         created_at: r.try_get("created_at")?,
     })
-}
-
-fn log_line(ms: i64, text: &str) -> String {
-    format!("[{}] {}\n", crate::types::rfc3339(ms), text)
 }
 
 /// Follows the NOTIFY channel forever, reconnecting after a lost connection (a database restart); after each

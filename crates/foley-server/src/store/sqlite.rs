@@ -8,15 +8,13 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{Recovery, Result, TaskStore};
+use super::{json, log_line, parse, Recovery, Result, TaskStore, TASK_COLS};
 use crate::error::ServerError;
 use crate::types::{now_ms, Api, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
 /// The schema, created and upgraded by the migrations in `migrations/sqlite/`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
-    webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -34,14 +32,6 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| ServerError::Other(format!("migrating the database: {e}")))?;
         Ok(SqliteStore { pool })
     }
-}
-
-fn json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| ServerError::Corrupt(e.to_string()))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| ServerError::Corrupt(format!("{what}: {e}")))
 }
 
 fn task_row(r: &SqliteRow) -> Result<TaskRow> {
@@ -83,10 +73,6 @@ fn file_row(r: &SqliteRow) -> Result<FileRow> {
         role: r.try_get("role")?,
         created_at: r.try_get("created_at")?,
     })
-}
-
-fn log_line(ms: i64, text: &str) -> String {
-    format!("[{}] {}\n", crate::types::rfc3339(ms), text)
 }
 
 #[async_trait]
