@@ -10,6 +10,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use foley_models::clip::{ClipVisionTransformer, Config};
 
+// Process CPU time, read from /proc as `foley bench` reads it.
+#[path = "../../../src/cmd/bench/sysinfo.rs"]
+#[allow(dead_code)]
+mod sysinfo;
+use sysinfo::cpu_seconds;
+
 fn main() -> candle_core::Result<()> {
     foley_models::alloc::tune_for_inference();
     let mut args = std::env::args().skip(1);
@@ -62,15 +68,4 @@ fn rss_mb() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .map(|kb| kb / 1024)
         .unwrap_or(0)
-}
-
-/// User + system CPU time of this process (Linux, 100 Hz ticks), to compare work done on a shared machine.
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some((rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
 }

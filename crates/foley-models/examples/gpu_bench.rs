@@ -31,6 +31,12 @@ use foley_models::sequence::SequenceConfig;
 use foley_models::synchformer::{self, Synchformer};
 use foley_models::vae::{self, VaeDecoder};
 
+// Process CPU time and peak memory, read from /proc as `foley bench` reads them.
+#[path = "../../../src/cmd/bench/sysinfo.rs"]
+#[allow(dead_code)]
+mod sysinfo;
+use sysinfo::{cpu_seconds, peak_rss_mb};
+
 const CLIP_CHUNK: usize = 16; // as foley-pipeline's engine
 const SYNC_CHUNK: usize = 8;
 const CFG_STRENGTH: f64 = 4.5;
@@ -443,24 +449,4 @@ fn main() -> AnyResult<()> {
                  report.end_to_end_s, report.peak_gpu_mb);
     }
     Ok(())
-}
-
-/// User + system CPU seconds of this process (Linux `/proc/self/stat`, 100 Hz ticks).
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some((rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// Peak resident memory (VmHWM) in MB.
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -10,6 +10,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use foley_models::synchformer::{Config, Synchformer};
 
+// Process CPU time, read from /proc as `foley bench` reads it.
+#[path = "../../../src/cmd/bench/sysinfo.rs"]
+#[allow(dead_code)]
+mod sysinfo;
+use sysinfo::cpu_seconds;
+
 fn main() -> candle_core::Result<()> {
     foley_models::alloc::tune_for_inference();
     let mut args = std::env::args().skip(1);
@@ -36,15 +42,4 @@ fn main() -> candle_core::Result<()> {
                  s / segments as f64, y.dims());
     }
     Ok(())
-}
-
-/// User + system CPU time of this process (Linux, 100 Hz ticks).
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some((rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
 }
