@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from parity.common import load_strict
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 # Tiny shapes. The reference asserts 384x384 CLIP frames and 224x224 Synchformer frames, so only widths, depths,
@@ -62,6 +64,19 @@ def _randomize(module):
                 p.copy_(torch.randn_like(p) / math.sqrt(fan_in))
             else:
                 p.copy_(0.3 * torch.randn_like(p))
+
+
+def _init(module, weights, allow_missing=None):
+    """Seeded random weights (weights None: generating a fixture) or the stored ones (re-running a fixture)."""
+    if weights is None:
+        _randomize(module)
+    else:
+        load_strict(module, weights, allow_missing)
+    return module
+
+
+def _not_visual(key):
+    return not key.startswith("visual.")
 
 
 def _stub_missing(name, **attrs):
@@ -113,6 +128,18 @@ def _clip_config(c):
                 text_heads=t["heads"], text_layers=t["layers"], mlp_ratio=4.0, quick_gelu=True)
 
 
+def _clip_cfg(config):
+    """The inverse of _clip_config (a fixture's meta.json config -> _clip_model's argument)."""
+    c = config
+    cfg = dict(embed_dim=c["embed_dim"],
+               vision=dict(image_size=c["image_size"], patch_size=c["patch_size"], width=c["vision_width"],
+                           head_width=c["vision_width"] // c["vision_heads"], layers=c["vision_layers"]),
+               text=dict(context_length=c["context_length"], vocab_size=c["vocab_size"], width=c["text_width"],
+                         heads=c["text_heads"], layers=c["text_layers"]))
+    assert _clip_config(cfg) == config, (cfg, config)
+    return cfg
+
+
 def _frames_u8(*shape):
     return torch.randint(0, 256, shape, dtype=torch.uint8)
 
@@ -123,19 +150,32 @@ def _to_float(u8):
     return v2.ToDtype(torch.float32, scale=True)(u8)
 
 
+def _encode_clip(ns, frames_u8, dtype=torch.float32):
+    """load_video's ToDtype(float32, scale) in f32, then eval_utils.generate's clip_video.to(dtype)."""
+    return _features_utils().FeaturesUtils.encode_video_with_clip(ns, _to_float(frames_u8).to(dtype))
+
+
 def clip_vision_fixture(ctx, t):
-    FeaturesUtils = _features_utils().FeaturesUtils
     ctx.seed_all(11)
     model = _clip_model(t["clip"])
     _randomize(model)
     ns = _clip_ns(model)
     frames = _frames_u8(1, t["clip_frames"], 3, 384, 384)  # (B, T, C, H, W) after load_video's resize
-    feats = FeaturesUtils.encode_video_with_clip(ns, _to_float(frames))
+    feats = _encode_clip(ns, frames)
     weights = {k: v for k, v in _sd(model).items() if k.startswith("visual.")}
     ctx.save_fixture("clip_vision", "clip_vision", weights, {"frames_u8": frames}, {"features": feats},
                      _clip_config(t["clip"]),
                      note="frames_u8/255 -> FeaturesUtils.encode_video_with_clip (CLIP normalise, "
                           "encode_image(normalize=True))")
+
+
+def _clip_text_outputs(model, ns, tokens):
+    with torch.inference_mode():  # FeaturesUtils.encode_text = tokenizer + this call
+        feats = ns.clip_model.encode_text(tokens, normalize=True)
+        # open_clip's own (unpatched) encode_text: end-of-text pooling + text_projection, not used by MMAudio
+        from open_clip.model import CLIP
+        pooled = CLIP.encode_text(model, tokens, normalize=True)
+    return {"features": feats, "pooled": pooled}
 
 
 def clip_text_fixture(ctx, t):
@@ -150,13 +190,8 @@ def clip_text_fixture(ctx, t):
         length = [n, 2, 1 + 7 * (i + 1)][i % 3]
         tokens[i, :length] = torch.randint(1, vocab - 2, (length,))
         tokens[i, 0], tokens[i, length - 1] = vocab - 2, vocab - 1
-    with torch.inference_mode():  # FeaturesUtils.encode_text = tokenizer + this call
-        feats = ns.clip_model.encode_text(tokens, normalize=True)
-        # open_clip's own (unpatched) encode_text: end-of-text pooling + text_projection, not used by MMAudio
-        from open_clip.model import CLIP
-        pooled = CLIP.encode_text(model, tokens, normalize=True)
     weights = {k: v for k, v in _sd(model).items() if not k.startswith("visual.")}
-    ctx.save_fixture("clip_text", "clip_text", weights, {"tokens": tokens}, {"features": feats, "pooled": pooled},
+    ctx.save_fixture("clip_text", "clip_text", weights, {"tokens": tokens}, _clip_text_outputs(model, ns, tokens),
                      _clip_config(t["clip"]), note="patch_clip(model).encode_text(tokens, normalize=True)")
 
 
@@ -257,18 +292,30 @@ def _sync_config(s):
                 layer_norm_eps=1e-6)
 
 
+def _sync_cfg(config):
+    """The inverse of _sync_config."""
+    s = {k: config[k] for k in ("embed_dim", "num_heads", "depth", "patch_size")}
+    assert _sync_config(s) == config, (s, config)
+    return s
+
+
 def _sync_norm(u8):
     from torchvision.transforms import v2
     return v2.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])(_to_float(u8))
 
 
+def _encode_sync(model, frames_u8, dtype=torch.float32):
+    """load_video's ToDtype + Normalize in f32, then eval_utils.generate's sync_video.to(dtype)."""
+    return _features_utils().FeaturesUtils.encode_video_with_sync(types.SimpleNamespace(synchformer=model),
+                                                                  _sync_norm(frames_u8).to(dtype))
+
+
 def synchformer_fixture(ctx, t):
-    FeaturesUtils = _features_utils().FeaturesUtils
     ctx.seed_all(21)
     model = _synchformer(t["sync"])
     _randomize(model)
     frames = _frames_u8(1, t["sync_frames"], 3, 224, 224)
-    feats = FeaturesUtils.encode_video_with_sync(types.SimpleNamespace(synchformer=model), _sync_norm(frames))
+    feats = _encode_sync(model, frames)
     d = ctx.save_fixture("synchformer", "synchformer", _sd(model), {"frames_u8": frames}, {"features": feats},
                          _sync_config(t["sync"]), checkpoint="checkpoint.pth",
                          note="frames_u8 -> ToDtype(scale) + Normalize(0.5, 0.5) -> "
@@ -302,8 +349,26 @@ def _to_u8(x):
     return (x * 255).round().clamp(0, 255).to(torch.uint8)
 
 
-def preprocess_fixture(ctx, t, name, h, w, n_clip, n_sync, keep, with_models):
+def _preprocess_models(clip_cfg, sync_cfg, weights=None, dtype=torch.float32):
+    """The CLIP (vision tower used) and Synchformer of a preprocess fixture, as FeaturesUtils holds them."""
+    model = _init(_clip_model(clip_cfg), None if weights is None else
+                  {k[5:]: v for k, v in weights.items() if k.startswith("clip.")}, _not_visual)
+    sync = _init(_synchformer(sync_cfg), None if weights is None else
+                 {k[12:]: v for k, v in weights.items() if k.startswith("synchformer.")})
+    ns = _clip_ns(model.to(dtype))
+    ns.synchformer = sync.to(dtype)
+    return model, sync, ns
+
+
+def _preprocess_features(ns, info, dtype=torch.float32):
+    """load_video's f32 frames, cast as eval_utils.generate does, through FeaturesUtils."""
     FeaturesUtils = _features_utils().FeaturesUtils
+    return {"clip_features": FeaturesUtils.encode_video_with_clip(ns, info.clip_frames[None].to(dtype)),
+            "sync_features": FeaturesUtils.encode_video_with_sync(ns, info.sync_frames[None].to(dtype))}
+
+
+def preprocess_fixture(ctx, t, name, h, w, n_clip, n_sync, keep, with_models):
+    _features_utils()
     ctx.seed_all(31 if with_models else 32)
     clip_chunk = np.random.RandomState(ctx.seed + h).randint(0, 256, (n_clip, h, w, 3)).astype(np.uint8)
     sync_chunk = np.random.RandomState(ctx.seed + w).randint(0, 256, (n_sync, h, w, 3)).astype(np.uint8)
@@ -320,20 +385,68 @@ def preprocess_fixture(ctx, t, name, h, w, n_clip, n_sync, keep, with_models):
     outputs = {"clip_u8": _to_u8(info.clip_frames[:keep]), "sync_u8": _to_u8(info.sync_frames[:keep] * 0.5 + 0.5)}
     weights, config = {}, dict(clip_size=384, sync_size=224)
     if with_models:
-        model = _clip_model(t["clip"])
-        _randomize(model)
-        sync = _synchformer(t["sync"])
-        _randomize(sync)
-        ns = _clip_ns(model)
-        ns.synchformer = sync
-        outputs["clip_features"] = FeaturesUtils.encode_video_with_clip(ns, info.clip_frames[None])
-        outputs["sync_features"] = FeaturesUtils.encode_video_with_sync(ns, info.sync_frames[None])
+        model, sync, ns = _preprocess_models(t["clip"], t["sync"])
+        outputs.update(_preprocess_features(ns, info))
         weights = {"clip." + k: v for k, v in _sd(model).items() if k.startswith("visual.")}
         weights.update(_sd(sync, "synchformer."))
         config.update(clip=_clip_config(t["clip"]), sync=_sync_config(t["sync"]))
     ctx.save_fixture(name, "preprocess", weights, inputs, outputs, config,
                      note="eval_utils.load_video transforms on these frames (uint8 bicubic antialiased resize); "
                           "features through FeaturesUtils with the tiny models when weights are present")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference's own bf16 error (gen_parity.py --bf16-errors): runner(fx, dtype) -> (outputs, how)
+
+_FEAT_HOW = ("as demo.py's FeaturesUtils.to(bfloat16): the module loaded in f32 from weights.safetensors, then "
+             ".to(bfloat16) (every parameter and buffer)")
+
+
+def _bf16_clip_vision(fx, dtype):
+    model = _init(_clip_model(_clip_cfg(fx.meta["config"])), fx.weights, _not_visual)
+    feats = _encode_clip(_clip_ns(model.to(dtype)), fx.inputs["frames_u8"], dtype)
+    return {"features": feats}, (
+        "open_clip CLIP " + _FEAT_HOW + ", patch_clip; frames_u8 -> ToDtype(float32, scale) in f32 as load_video, "
+        "cast to bf16 as eval_utils.generate, then FeaturesUtils.encode_video_with_clip (Normalize in bf16)")
+
+
+def _bf16_clip_text(fx, dtype):
+    model = _init(_clip_model(_clip_cfg(fx.meta["config"])), fx.weights, lambda k: k.startswith("visual."))
+    out = _clip_text_outputs(model, _clip_ns(model.to(dtype)), fx.inputs["tokens"])
+    return out, ("open_clip CLIP " + _FEAT_HOW + " (text tower weights; attn_mask buffer in bf16), patch_clip; "
+                 "tokens (int64) unchanged; features: patched encode_text(normalize=True), pooled: open_clip's "
+                 "CLIP.encode_text")
+
+
+def _bf16_synchformer(fx, dtype):
+    model = _init(_synchformer(_sync_cfg(fx.meta["config"])), fx.weights)
+    feats = _encode_sync(model.to(dtype), fx.inputs["frames_u8"], dtype)
+    return {"features": feats}, (
+        "MMAudio's Synchformer " + _FEAT_HOW + "; frames_u8 -> ToDtype(scale) + Normalize(0.5, 0.5) in f32 as "
+        "load_video, cast to bf16 as eval_utils.generate, then FeaturesUtils.encode_video_with_sync")
+
+
+def _bf16_preprocess(fx, dtype):
+    if not fx.weights:
+        return None
+    cfg = fx.meta["config"]
+    chunks = [fx.inputs[k].permute(0, 2, 3, 1).contiguous().numpy() for k in ("clip_chunk", "sync_chunk")]
+    info = _load_video(*chunks)
+    # the stored frames are what load_video made of these chunks (checked on the exact uint8 outputs)
+    keep = fx.outputs["clip_u8"].shape[0]
+    assert torch.equal(_to_u8(info.clip_frames[:keep]), fx.outputs["clip_u8"])
+    assert torch.equal(_to_u8(info.sync_frames[:keep] * 0.5 + 0.5), fx.outputs["sync_u8"])
+    _, _, ns = _preprocess_models(_clip_cfg(cfg["clip"]), _sync_cfg(cfg["sync"]), fx.weights, dtype)
+    return _preprocess_features(ns, info, dtype), (
+        "eval_utils.load_video on the stored chunks (its transforms in f32, as the reference), frames cast to bf16 "
+        "as eval_utils.generate; CLIP and Synchformer " + _FEAT_HOW + "; clip_u8/sync_u8 are uint8 resize "
+        "results (no bf16 path) and are not listed")
+
+
+BF16 = {"clip_vision": _bf16_clip_vision, "clip_text": _bf16_clip_text, "synchformer": _bf16_synchformer,
+        "preprocess": _bf16_preprocess}
+BF16_SKIP = {"clip_tokenizer": "token ids only (integers from the BPE tokenizer): no float computation",
+             "preprocess:no-weights": "uint8 resize outputs only (compared exactly; no model, no bf16 path)"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

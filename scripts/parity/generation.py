@@ -6,9 +6,12 @@ Weights are stored as the official checkpoints store them: VAE MPConv weights *b
 BigVGAN convolutions as weight-norm (g, v) pairs. The Rust loaders apply those transforms.
 """
 import math
+import types
 
 import torch
 from omegaconf import OmegaConf
+
+from parity.common import cast_floats, load_strict
 
 # BigVGAN-v2 44.1 kHz hyper-parameters: config.json of nvidia/bigvgan_v2_44khz_128band_512x (the same file is
 # configs/bigvgan_v2_44khz_128band_512x.json in github.com/NVIDIA/BigVGAN). The reference downloads it at run
@@ -72,6 +75,14 @@ def _sd(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
+def _init(module, weights, skip=()):
+    """Seeded random weights (weights None: generating a fixture) or the stored ones (re-running a fixture)."""
+    if weights is None:
+        _randomize(module, skip)
+    else:
+        load_strict(module, weights)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # MM-DiT
 
@@ -84,11 +95,11 @@ def _dit_cfg(t, v2):
     return c
 
 
-def _build_dit(cfg):
+def _build_dit(cfg, weights=None):
     from mmaudio.model.networks import MMAudio
     kw = {k: v for k, v in cfg.items()}
     net = MMAudio(**kw).eval()
-    _randomize(net)
+    _init(net, weights)
     return net
 
 
@@ -101,6 +112,20 @@ def _dit_inputs(cfg, bs, lat_len, clip_len, sync_len):
                 t=torch.rand(bs))
 
 
+def _dit_outputs(net, x, bs):
+    cond = net.preprocess_conditions(x["clip_f"], x["sync_f"], x["text_f"])
+    flow = net.predict_flow(x["latent"], x["t"], cond)
+    empty = net.get_empty_conditions(bs)
+    flow_empty = net.predict_flow(x["latent"], x["t"], empty)
+    neg = net.get_empty_conditions(bs, negative_text_features=x["negative_text_f"])
+    flow_neg = net.predict_flow(x["latent"], x["t"], neg)
+    full = net(x["latent"], x["clip_f"], x["sync_f"], x["text_f"], x["t"])
+    assert torch.equal(full, flow)
+    return dict(flow=flow, flow_empty=flow_empty, flow_negative=flow_neg, cond_clip_f=cond.clip_f,
+                cond_sync_f=cond.sync_f, cond_text_f=cond.text_f, cond_clip_f_c=cond.clip_f_c,
+                cond_text_f_c=cond.text_f_c, latent_rot=net.latent_rot, clip_rot=net.clip_rot)
+
+
 @torch.no_grad()
 def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0, pth=False):
     ctx.seed_all(offset)
@@ -111,17 +136,7 @@ def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0, pth=False):
         lens = (resize["latent_seq_len"], resize["clip_seq_len"], resize["sync_seq_len"])
         net.update_seq_lengths(*lens)
     x = _dit_inputs(cfg, bs, *lens)
-    cond = net.preprocess_conditions(x["clip_f"], x["sync_f"], x["text_f"])
-    flow = net.predict_flow(x["latent"], x["t"], cond)
-    empty = net.get_empty_conditions(bs)
-    flow_empty = net.predict_flow(x["latent"], x["t"], empty)
-    neg = net.get_empty_conditions(bs, negative_text_features=x["negative_text_f"])
-    flow_neg = net.predict_flow(x["latent"], x["t"], neg)
-    full = net(x["latent"], x["clip_f"], x["sync_f"], x["text_f"], x["t"])
-    assert torch.equal(full, flow)
-    outputs = dict(flow=flow, flow_empty=flow_empty, flow_negative=flow_neg, cond_clip_f=cond.clip_f,
-                   cond_sync_f=cond.sync_f, cond_text_f=cond.text_f, cond_clip_f_c=cond.clip_f_c,
-                   cond_text_f_c=cond.text_f_c, latent_rot=net.latent_rot, clip_rot=net.clip_rot)
+    outputs = _dit_outputs(net, x, bs)
     extra = {}
     if pth:
         # as weights/mmaudio_*.pth: a plain state dict; older files also carry the recomputed buffers
@@ -132,9 +147,22 @@ def _dit_fixture(ctx, name, cfg, bs, resize=None, offset=0, pth=False):
                      seq_lens=dict(latent=lens[0], clip=lens[1], sync=lens[2]), **extra)
 
 
+def _sample(net, inputs, steps, cfg_strength):
+    """As eval_utils.generate does it; a negative prompt when `inputs` holds negative_text_f."""
+    from mmaudio.model.flow_matching import FlowMatching
+    x0 = inputs["x0"]
+    bs = x0.shape[0]
+    fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=steps)
+    cond = net.preprocess_conditions(inputs["clip_f"], inputs["sync_f"], inputs["text_f"])
+    empty = net.get_empty_conditions(bs, negative_text_features=inputs.get("negative_text_f"))
+    fn = lambda t, lat: net.ode_wrapper(t, lat, cond, empty, cfg_strength)  # noqa: E731
+    x1 = fm.to_data(fn, x0)
+    audio_latent = net.unnormalize(x1.clone())
+    return dict(x1=x1, unnormalized=audio_latent)
+
+
 @torch.no_grad()
 def _sampler_fixture(ctx, name, cfg, bs, steps, cfg_strength, negative, resize=None, offset=0):
-    from mmaudio.model.flow_matching import FlowMatching
     ctx.seed_all(offset)
     net = _build_dit(cfg)
     weights = _sd(net)
@@ -144,17 +172,11 @@ def _sampler_fixture(ctx, name, cfg, bs, steps, cfg_strength, negative, resize=N
         net.update_seq_lengths(*lens)
     x = _dit_inputs(cfg, bs, *lens)
     x0 = torch.randn(bs, lens[0], cfg["latent_dim"])
-    fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=steps)
-    # as eval_utils.generate does it
-    cond = net.preprocess_conditions(x["clip_f"], x["sync_f"], x["text_f"])
-    empty = net.get_empty_conditions(bs, negative_text_features=x["negative_text_f"] if negative else None)
-    fn = lambda t, lat: net.ode_wrapper(t, lat, cond, empty, cfg_strength)  # noqa: E731
-    x1 = fm.to_data(fn, x0)
-    audio_latent = net.unnormalize(x1.clone())
     inputs = dict(clip_f=x["clip_f"], sync_f=x["sync_f"], text_f=x["text_f"], x0=x0)
     if negative:
         inputs["negative_text_f"] = x["negative_text_f"]
-    ctx.save_fixture(name, "sampler", weights, inputs, dict(x1=x1, unnormalized=audio_latent), cfg,
+    outputs = _sample(net, inputs, steps, cfg_strength)
+    ctx.save_fixture(name, "sampler", weights, inputs, outputs, cfg,
                      tolerance="sampler", num_steps=steps, cfg_strength=cfg_strength,
                      seq_lens=dict(latent=lens[0], clip=lens[1], sync=lens[2]))
 
@@ -172,10 +194,11 @@ def _save_pth(ctx, name, state_dict, nested_key):
     return dict(file="checkpoint.pth", nested_key=nested_key)
 
 
-def _build_vae(mode, hidden_dim, embed_dim):
+def _build_vae(mode, hidden_dim, embed_dim, weights=None):
+    """As AutoEncoderModule builds it: raw MPConv weights loaded, then remove_weight_norm() (in f32)."""
     from mmaudio.ext.autoencoder.vae import VAE
     vae = VAE(data_dim=80 if mode == "16k" else 128, embed_dim=embed_dim, hidden_dim=hidden_dim).eval()
-    _randomize(vae, skip=("data_mean", "data_std"))
+    _init(vae, weights, skip=("data_mean", "data_std"))
     weights = _sd(vae)  # as the checkpoint stores it: raw MPConv weights
     vae.remove_weight_norm()
     return vae, weights
@@ -191,13 +214,16 @@ def _vae_fixture(ctx, name, mode, t, offset):
     ctx.seed_all(offset)
     vae, weights = _build_vae(mode, t["vae"]["hidden_dim"], t["vae"]["embed_dim"])
     z = torch.randn(t["batch"], t["vae"]["embed_dim"], t["vae"]["latent_len"])
+    mel_in = torch.randn(t["batch"], vae.data_mean.shape[1], 2 * t["vae"]["latent_len"] + 1) * 2 - 3
+    ctx.save_fixture(name, "vae_decoder", weights, dict(z=z, mel_in=mel_in), _vae_outputs(vae, z, mel_in),
+                     _vae_cfg(mode, t))
+
+
+def _vae_outputs(vae, z, mel_in):
     dec_raw = vae.decode(z, unnormalize=False)
     mel = vae.decode(z)
-    mel_in = torch.randn(t["batch"], vae.data_mean.shape[1], 2 * t["vae"]["latent_len"] + 1) * 2 - 3
     posterior = vae.encode(mel_in)
-    ctx.save_fixture(name, "vae_decoder", weights, dict(z=z, mel_in=mel_in),
-                     dict(mel=mel, mel_normalized=dec_raw, enc_mean=posterior.mean, enc_logvar=posterior.logvar),
-                     _vae_cfg(mode, t))
+    return dict(mel=mel, mel_normalized=dec_raw, enc_mean=posterior.mean, enc_logvar=posterior.logvar)
 
 
 def _bigvgan_h(t, key, num_mels, v2):
@@ -209,7 +235,8 @@ def _bigvgan_h(t, key, num_mels, v2):
     return h
 
 
-def _build_bigvgan(h, v2):
+def _build_bigvgan(h, v2, weights=None):
+    """As the reference's vocoder wrappers build it: weight-norm (g, v) loaded, then remove_weight_norm()."""
     if v2:
         from mmaudio.ext.bigvgan_v2.bigvgan import BigVGAN as BigVGANv2
         from mmaudio.ext.bigvgan_v2.env import AttrDict
@@ -217,9 +244,12 @@ def _build_bigvgan(h, v2):
     else:
         from mmaudio.ext.bigvgan.models import BigVGANVocoder
         net = BigVGANVocoder(OmegaConf.create(dict(h))).eval()
-    _randomize(net)
-    with torch.no_grad():  # keep the waveform mostly inside (-1, 1) so tanh/clamp do not hide errors
-        net.conv_post.parametrizations.weight.original0.mul_(0.05)
+    if weights is None:
+        _randomize(net)
+        with torch.no_grad():  # keep the waveform mostly inside (-1, 1) so tanh/clamp do not hide errors
+            net.conv_post.parametrizations.weight.original0.mul_(0.05)
+    else:
+        load_strict(net, _parametrized_weight_norm(weights))
     weights = _sd(net)  # weight norm (g, v) as parametrizations.weight.original0/1
     net.remove_weight_norm()
     return net, weights
@@ -233,6 +263,22 @@ def _legacy_weight_norm(weights):
         k = k.replace("parametrizations.weight.original1", "weight_v")
         out[k] = v
     return out
+
+
+def _parametrized_weight_norm(weights):
+    """The inverse of _legacy_weight_norm (the keys the reference's modules hold)."""
+    out = {}
+    for k, v in weights.items():
+        if k.endswith(".weight_g") or k.endswith(".weight_v"):
+            k = k[:-len("weight_g")] + ("parametrizations.weight.original0" if k.endswith("_g")
+                                         else "parametrizations.weight.original1")
+        out[k] = v
+    return out
+
+
+def _bigvgan_h_from_config(cfg, v2):
+    """h as the fixture built the vocoder: the stored config minus the two flags the fixtures add for v1."""
+    return dict(cfg) if v2 else {k: v for k, v in cfg.items() if k not in ("use_tanh_at_final", "use_bias_at_final")}
 
 
 @torch.no_grad()
@@ -279,6 +325,12 @@ def _norm_fixture(ctx, t, offset):
     ctx.save_fixture("norm_tiny", "norm", weights, inputs, outputs, dict(latent_dim=cfg["latent_dim"]))
 
 
+def _chain_outputs(unnormalize, vae, voc, x1):
+    z = unnormalize(x1.clone())
+    mel = vae.decode(z.transpose(1, 2))
+    return dict(mel=mel, audio=voc(mel))
+
+
 @torch.no_grad()
 def _chain_fixture(ctx, t, offset):
     """latent (normalised, as the sampler leaves it) -> unnormalise -> VAE decode -> BigVGAN -> waveform."""
@@ -292,21 +344,35 @@ def _chain_fixture(ctx, t, offset):
     h = _bigvgan_h(t, "bigvgan", vcfg["data_dim"], False)
     voc, voc_w = _build_bigvgan(h, False)
     x1 = torch.randn(t["batch"], t["vae"]["latent_len"], vcfg["embed_dim"])
-    z = net.unnormalize(x1.clone())
-    mel = vae.decode(z.transpose(1, 2))
-    audio = voc(mel)
+    outputs = _chain_outputs(net.unnormalize, vae, voc, x1)
     weights = dict(latent_mean=net.latent_mean.data.clone(), latent_std=net.latent_std.data.clone())
     weights.update({f"vae.{k}": v for k, v in vae_w.items()})
     weights.update({f"vocoder.{k}": v for k, v in voc_w.items()})
-    ctx.save_fixture("chain_tiny_16k", "chain", weights, dict(x1=x1), dict(mel=mel, audio=audio),
+    ctx.save_fixture("chain_tiny_16k", "chain", weights, dict(x1=x1), outputs,
                      dict(vae=vcfg, vocoder=dict(h, use_tanh_at_final=True, use_bias_at_final=True)))
+
+
+def _generate_outputs(net, vae, voc, inputs, steps, cfg_strength):
+    from mmaudio.model.flow_matching import FlowMatching
+    x0 = inputs["x0"]
+    bs = x0.shape[0]
+    fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=steps)
+    outputs = {}
+    for case, clip_f, sync_f, neg in (("full", inputs["clip_f"], inputs["sync_f"], inputs["negative_text_f"]),
+                                      ("text_only", net.get_empty_clip_sequence(bs),
+                                       net.get_empty_sync_sequence(bs), None)):
+        cond = net.preprocess_conditions(clip_f, sync_f, inputs["text_f"])
+        empty = net.get_empty_conditions(bs, negative_text_features=neg)
+        x1 = fm.to_data(lambda tt, lat: net.ode_wrapper(tt, lat, cond, empty, cfg_strength), x0)
+        mel = vae.decode(net.unnormalize(x1.clone()).transpose(1, 2))
+        outputs.update({f"{case}_latents": x1, f"{case}_mel": mel, f"{case}_audio": voc(mel)})
+    return outputs
 
 
 @torch.no_grad()
 def _generate_fixture(ctx, t, offset):
     """eval_utils.generate after feature extraction: video+text with a negative prompt, and text only (clip and
     sync absent -> learned empty sequences), each through sampler, unnormalise, VAE decode and vocoder."""
-    from mmaudio.model.flow_matching import FlowMatching
     from mmaudio.model.networks import MMAudio
     ctx.seed_all(offset)
     vcfg = _vae_cfg("16k", t)
@@ -319,21 +385,12 @@ def _generate_fixture(ctx, t, offset):
     bs, steps, cfg_strength = t["batch"], t["steps"], 4.5
     x = _dit_inputs(dcfg, bs, dcfg["latent_seq_len"], dcfg["clip_seq_len"], dcfg["sync_seq_len"])
     x0 = torch.randn(bs, dcfg["latent_seq_len"], dcfg["latent_dim"])
-    fm = FlowMatching(min_sigma=0, inference_mode="euler", num_steps=steps)
-    outputs = {}
-    for case, clip_f, sync_f, neg in (("full", x["clip_f"], x["sync_f"], x["negative_text_f"]),
-                                      ("text_only", net.get_empty_clip_sequence(bs),
-                                       net.get_empty_sync_sequence(bs), None)):
-        cond = net.preprocess_conditions(clip_f, sync_f, x["text_f"])
-        empty = net.get_empty_conditions(bs, negative_text_features=neg)
-        x1 = fm.to_data(lambda tt, lat: net.ode_wrapper(tt, lat, cond, empty, cfg_strength), x0)
-        mel = vae.decode(net.unnormalize(x1.clone()).transpose(1, 2))
-        outputs.update({f"{case}_latents": x1, f"{case}_mel": mel, f"{case}_audio": voc(mel)})
+    inputs = dict(clip_f=x["clip_f"], sync_f=x["sync_f"], text_f=x["text_f"], negative_text_f=x["negative_text_f"],
+                  x0=x0)
+    outputs = _generate_outputs(net, vae, voc, inputs, steps, cfg_strength)
     weights = {f"net.{k}": v for k, v in _sd(net).items()}
     weights.update({f"vae.{k}": v for k, v in vae_w.items()})
     weights.update({f"vocoder.{k}": v for k, v in voc_w.items()})
-    inputs = dict(clip_f=x["clip_f"], sync_f=x["sync_f"], text_f=x["text_f"], negative_text_f=x["negative_text_f"],
-                  x0=x0)
     ctx.save_fixture("generate_tiny_16k", "generate", weights, inputs, outputs,
                      dict(net=dcfg, vae=vcfg, vocoder=dict(h, use_tanh_at_final=True, use_bias_at_final=True)),
                      tolerance="sampler", num_steps=steps, cfg_strength=cfg_strength)
@@ -357,6 +414,117 @@ def fixtures(ctx):
     _norm_fixture(ctx, t, offset=11)
     _chain_fixture(ctx, t, offset=12)
     _generate_fixture(ctx, t, offset=13)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference's own bf16 error (gen_parity.py --bf16-errors): each stored fixture re-run from its stored weights
+# and inputs as MMAudio's demo.py runs the modules in bf16. runner(fx, dtype) -> (outputs, how)
+
+
+def _demo_net(net, dtype, lens):
+    """demo.py: get_my_mmaudio(...).to(device, dtype) + load_weights, then update_seq_lengths(...), which recomputes
+    latent_rot / clip_rot with compute_rope_rotations in f32 after the cast (apply_rope also runs in f32)."""
+    net = net.to(dtype)
+    net.update_seq_lengths(*lens)
+    return net
+
+
+_NET_HOW = ("MMAudio(**config) loaded from weights.safetensors, .to(bfloat16) (every parameter and buffer, "
+            "t_embed.freqs included), then update_seq_lengths(seq_lens) as demo.py does after the cast, so "
+            "latent_rot/clip_rot are recomputed in f32 and apply_rope runs in f32 as in the reference's code")
+
+
+def _vae_vocoder(cfg, fx, dtype):
+    vc = cfg["vae"]
+    vae, _ = _build_vae("16k" if vc["data_dim"] == 80 else "44k", vc["hidden_dim"], vc["embed_dim"], fx.sub("vae."))
+    voc, _ = _build_bigvgan(_bigvgan_h_from_config(cfg["vocoder"], False), False, fx.sub("vocoder."))
+    return vae.to(dtype), voc.to(dtype)
+
+
+def _latent_stats(fx, dtype):
+    """MMAudio's latent_mean / latent_std as .to(dtype) leaves them, for its own (un)normalize methods."""
+    return types.SimpleNamespace(latent_mean=fx.weights["latent_mean"].to(dtype),
+                                 latent_std=fx.weights["latent_std"].to(dtype))
+
+
+_VAE_HOW = ("VAE loaded from the stored raw MPConv weights, remove_weight_norm() in f32 (as AutoEncoderModule), "
+            "then .to(bfloat16) (as FeaturesUtils.to(dtype) in demo.py)")
+_VOC_HOW = ("BigVGAN loaded from the stored weight-norm (g, v) weights, remove_weight_norm() in f32 (as the "
+            "reference's vocoder wrappers), then .to(bfloat16)")
+
+
+def _bf16_mmaudio(fx, dtype):
+    lens = tuple(fx.meta["seq_lens"][k] for k in ("latent", "clip", "sync"))
+    net = _demo_net(_build_dit(fx.meta["config"], fx.weights), dtype, lens)
+    x = cast_floats(fx.inputs, dtype)
+    return _dit_outputs(net, x, x["latent"].shape[0]), (
+        _NET_HOW + "; float inputs (latent, clip_f, sync_f, text_f, negative_text_f, t) cast to bf16")
+
+
+def _bf16_sampler(fx, dtype):
+    lens = tuple(fx.meta["seq_lens"][k] for k in ("latent", "clip", "sync"))
+    net = _demo_net(_build_dit(fx.meta["config"], fx.weights), dtype, lens)
+    out = _sample(net, cast_floats(fx.inputs, dtype), fx.meta["num_steps"], fx.meta["cfg_strength"])
+    return out, (_NET_HOW + "; float inputs (" + ", ".join(sorted(fx.inputs)) + ") cast to bf16; FlowMatching "
+                 "euler through net.ode_wrapper as eval_utils.generate (t becomes bf16 there), unnormalize in bf16")
+
+
+def _bf16_vae(fx, dtype):
+    c = fx.meta["config"]
+    vae, _ = _build_vae("16k" if c["data_dim"] == 80 else "44k", c["hidden_dim"], c["embed_dim"], fx.weights)
+    x = cast_floats(fx.inputs, dtype)
+    return _vae_outputs(vae.to(dtype), x["z"], x["mel_in"]), (
+        _VAE_HOW + "; z and mel_in cast to bf16; enc_*: the encoder run in bf16 too (demo.py deletes it, "
+        "need_vae_encoder=False)")
+
+
+def _bf16_bigvgan(fx, dtype):
+    v2 = fx.meta["v2"]
+    net, _ = _build_bigvgan(_bigvgan_h_from_config(fx.meta["config"], v2), v2, fx.weights)
+    return dict(audio=net.to(dtype)(fx.inputs["mel"].to(dtype))), (
+        _VOC_HOW + ("" if v2 else " (demo.py's 16 kHz vocoder)") + "; mel cast to bf16; "
+        + ("BigVGAN-v2 with use_cuda_kernel=False (its CPU path)" if v2 else "BigVGANVocoder"))
+
+
+def _bf16_norm(fx, dtype):
+    from mmaudio.ext.autoencoder.vae import VAE
+    from mmaudio.model.networks import MMAudio
+    lat, x = _latent_stats(fx, dtype), cast_floats(fx.inputs, dtype)
+    out = dict(normalized=MMAudio.normalize(lat, x["latent"].clone()),
+               unnormalized=MMAudio.unnormalize(lat, x["latent"].clone()))
+    for mode in ("16k", "44k"):
+        ns = types.SimpleNamespace(data_mean=fx.weights[f"vae_{mode}.data_mean"].to(dtype),
+                                   data_std=fx.weights[f"vae_{mode}.data_std"].to(dtype))
+        out[f"mel_{mode}_normalized"] = VAE.normalize(ns, x[f"mel_{mode}"])
+        out[f"mel_{mode}_unnormalized"] = VAE.unnormalize(ns, x[f"mel_{mode}"])
+    return out, ("MMAudio.normalize/unnormalize and VAE.normalize/unnormalize (the reference's methods) with the "
+                 "stored latent_mean/latent_std/data_mean/data_std in bf16 (as .to(bfloat16) leaves them); "
+                 "inputs cast to bf16")
+
+
+def _bf16_chain(fx, dtype):
+    from mmaudio.model.networks import MMAudio
+    lat = _latent_stats(fx, dtype)
+    vae, voc = _vae_vocoder(fx.meta["config"], fx, dtype)
+    out = _chain_outputs(lambda x: MMAudio.unnormalize(lat, x), vae, voc, fx.inputs["x1"].to(dtype))
+    return out, ("MMAudio.unnormalize with latent_mean/latent_std in bf16, then " + _VAE_HOW + ", then "
+                 + _VOC_HOW + "; x1 cast to bf16")
+
+
+def _bf16_generate(fx, dtype):
+    cfg = fx.meta["config"]
+    lens = (cfg["net"]["latent_seq_len"], cfg["net"]["clip_seq_len"], cfg["net"]["sync_seq_len"])
+    net = _demo_net(_build_dit(cfg["net"], fx.sub("net.")), dtype, lens)
+    vae, voc = _vae_vocoder(cfg, fx, dtype)
+    out = _generate_outputs(net, vae, voc, cast_floats(fx.inputs, dtype), fx.meta["num_steps"],
+                            fx.meta["cfg_strength"])
+    return out, (_NET_HOW + "; " + _VAE_HOW + "; " + _VOC_HOW + "; float inputs cast to bf16; eval_utils.generate "
+                 "after feature extraction (sampler, unnormalize, decode, vocode), all in bf16")
+
+
+BF16 = {"mmaudio": _bf16_mmaudio, "sampler": _bf16_sampler, "vae_decoder": _bf16_vae, "bigvgan": _bf16_bigvgan,
+        "norm": _bf16_norm, "chain": _bf16_chain, "generate": _bf16_generate}
+BF16_SKIP = {}
 
 
 # ---------------------------------------------------------------------------------------------------------------

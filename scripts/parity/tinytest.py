@@ -155,6 +155,13 @@ def sequence_fixture(ctx, net):
                           "(models/tiny-test/mmaudio_tiny_16k.pth) after update_seq_lengths at 5.37 s")
 
 
+# gen_parity.py --bf16-errors: nothing here runs a network in a way the bf16 paths are checked against
+BF16 = {}
+BF16_SKIP = {"sequence": "SequenceConfig lengths and the RoPE positions/flow of the tiny-test network for an f32-only "
+                         "check (crates/foley-pipeline/tests/sequence_parity.rs); its weights live in "
+                         "models/tiny-test, not in the fixture"}
+
+
 def fixtures(ctx):
     torch.set_grad_enabled(False)
     net = write_bundle(ctx)
