@@ -240,6 +240,24 @@ fn cli_generate_json_and_outputs() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// `--dtype bf16` on the CPU: the same pipeline with bf16 weights gives a playable output.
+#[test]
+fn cli_generate_bf16_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path(), "in.mp4", 3.0, true);
+    let out = dir.path().join("out.mp4");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let r = foley(
+        &["generate", &s(&input), "--model", "tiny-test", "--steps", "2", "--dtype", "bf16", "-o", &s(&out), "--json"],
+        &[("FOLEY_LOG", "warn")],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["model"], "tiny-test");
+    assert!(out.is_file());
+    assert_eq!(foley_media::probe(&out).unwrap().container, foley_media::Container::Mp4);
+}
+
 #[test]
 fn cli_generate_bad_input_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,6 +270,8 @@ fn cli_generate_bad_input_is_exit_2() {
     one_line_exit_2(&foley(&["generate", &s(&short), "--model", "tiny-test"], &[]));
     one_line_exit_2(&foley(&["generate", &s(&input), "--model", "tiny-test", "--steps", "0"], &[]));
     one_line_exit_2(&foley(&["generate", &s(&input), "--model", "no_such_model"], &[]));
+    let e = one_line_exit_2(&foley(&["generate", &s(&input), "--model", "tiny-test", "--dtype", "f16"], &[]));
+    assert!(e.contains("--dtype") && e.contains("f16"), "{e}");
     one_line_exit_2(&foley(&["generate", "/nonexistent.mp4", "--model", "tiny-test"], &[]));
     let e = one_line_exit_2(&foley(
         &["generate", &s(&input), "--model", "tiny-test", "-o", &s(&dir.path().join("x.mov"))],

@@ -1,3 +1,6 @@
+//! `foley bench --gemm [--json]`: the processor's f32 FMA and bf16 dot-product peaks and the GEMM rate of each CPU
+//! kernel (f32, bf16 widened, bf16 on AVX512-BF16) at the CLIP and MM-DiT shapes, in one run (see [`gemm`]).
+//!
 //! `foley bench [--model V] [--duration S] [--steps N] [--device cpu|cuda|metal] [--dtype f32|f16|bf16]
 //! [--warmup N] [--json]`: one full generation on a generated test clip with the variant's networks built at
 //! their real shapes from random weights (weights do not change speed; the audio is noise), timed per stage.
@@ -18,6 +21,7 @@ use candle_core::DType;
 use foley_pipeline::{CancelToken, Engine, FoleyEngine, ModelSpec, Progress, Request, Stage};
 use serde::Serialize;
 
+mod gemm;
 mod sysinfo;
 
 /// `foley bench` arguments.
@@ -35,8 +39,8 @@ pub struct Args {
     /// Device: cpu, cuda (build with --features cuda) or metal (build with --features metal).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
     pub device: String,
-    /// Weights and activations dtype: f32 (the only one on the CPU), bf16 (the default on a GPU), f16 or f32
-    /// on a GPU. The vocoder runs in f32 whatever this says.
+    /// Networks' dtype: f32 (the CPU's default) or bf16 on the CPU (weights in bf16, products accumulated in
+    /// f32); bf16 (the default), f16 or f32 on a GPU. The vocoder runs in f32 whatever this says.
     #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     pub dtype: Option<String>,
     /// Full untimed generations before the timed one (kernel loading, allocator warm-up on GPUs).
@@ -45,6 +49,9 @@ pub struct Args {
     /// Print one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of a generation: the CPU's arithmetic peaks and its GEMM kernels' rates at the networks' shapes.
+    #[arg(long)]
+    pub gemm: bool,
 }
 
 /// One stage's times.
@@ -63,6 +70,11 @@ pub struct Report {
     pub model: String,
     pub device: String,
     pub dtype: String,
+    /// How bf16 products ran on the CPU (`avx512-bf16` or `widen`, see foley_models::cpu_bf16); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_bf16_kernel: Option<&'static str>,
+    /// The processor (model name, family/model, SIMD extensions).
+    pub cpu: String,
     pub threads: usize,
     pub duration_s: f64,
     pub steps: u32,
@@ -102,6 +114,9 @@ fn test_clip(path: &Path, secs: f64) -> anyhow::Result<()> {
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.gemm {
+        return gemm::run(args.json);
+    }
     if !(3.0..=20.0).contains(&args.duration) {
         let why = format!("is {}; it must be 3–20 s", args.duration);
         bail!(foley_pipeline::PipelineError::invalid("--duration", why));
@@ -110,16 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!(foley_pipeline::PipelineError::invalid("--steps", format!("is {}; it must be 1–200", args.steps)));
     }
     let dev = device(&args.device)?;
-    let asked = args.dtype.as_deref().map(str::parse::<DType>).transpose()?;
-    let dtype = FoleyEngine::dtype_for(&dev, asked).map_err(|e| match e {
-        foley_pipeline::PipelineError::InvalidField { message, .. } => {
-            foley_pipeline::PipelineError::invalid("--dtype", format!("{message} (device {})", args.device))
-        }
-        other => other,
-    })?;
+    let dtype = super::dtype_arg(&dev, args.dtype.as_deref())?;
     let spec = ModelSpec::find(&args.model)?;
     let t = Instant::now();
-    let engine = FoleyEngine::random_as(spec, dev, Some(dtype))?;
+    let engine = FoleyEngine::random_as(spec, dev, dtype)?;
+    let engine_dtype = engine.dtype();
     let load_s = t.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir()?;
@@ -174,7 +184,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         implementation: "foley",
         model: args.model.clone(),
         device: args.device.clone(),
-        dtype: dtype.as_str().to_string(),
+        dtype: engine_dtype.as_str().to_string(),
+        cpu_bf16_kernel: (args.device == "cpu" && engine_dtype == DType::BF16)
+            .then(|| foley_models::cpu_bf16::Kernel::get().name()),
+        cpu: sysinfo::cpu_model(),
         threads: sysinfo::threads(),
         duration_s: out.duration_s,
         steps: args.steps,
@@ -196,9 +209,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_table(r: &Report) {
     println!(
-        "foley bench: {} on {} ({}, {} threads), {:.2} s clip, {} steps, random weights (load {:.2} s)",
-        r.model, r.device, r.dtype, r.threads, r.duration_s, r.steps, r.load_s
+        "foley bench: {} on {} ({}{}, {} threads), {:.2} s clip, {} steps, random weights (load {:.2} s)",
+        r.model,
+        r.device,
+        r.dtype,
+        r.cpu_bf16_kernel.map(|k| format!(" on {k}")).unwrap_or_default(),
+        r.threads,
+        r.duration_s,
+        r.steps,
+        r.load_s
     );
+    if !r.cpu.is_empty() {
+        println!("cpu: {}", r.cpu);
+    }
     println!("{:<14} {:>10} {:>10}", "stage", "wall s", "cpu s");
     for s in &r.stages {
         let cpu = s.cpu_s.map_or("-".to_string(), |c| format!("{c:.2}"));

@@ -43,6 +43,10 @@ pub struct Args {
     /// folder of the official files), before foley's imported store and the Hugging Face cache.
     #[arg(long, env = "FOLEY_WEIGHTS_DIR")]
     pub weights_dir: Option<PathBuf>,
+    /// Networks' dtype: on the CPU f32 (default) or bf16 (weights held in bf16: half the memory; products
+    /// accumulated in f32, on AVX512-BF16 where the processor has it); on a GPU bf16 (default), f16 or f32.
+    #[arg(long, env = "FOLEY_DTYPE", value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: Option<String>,
     /// Output video (default: <input stem>.foley.<mp4|mov> beside the input). Same container as the input.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -101,6 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
 
     let spec = foley_pipeline::ModelSpec::find(&model)?;
+    let device = foley_pipeline::device_for(&model);
+    let dtype = super::dtype_arg(&device, args.dtype.as_deref())?;
     if spec.noise && !args.json {
         eprintln!("note: model {model} has random weights; its audio is noise (a self-check of the whole pipeline)");
     }
@@ -112,8 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     bar.set_prefix("load");
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let device = foley_pipeline::device_for(&model);
-    let engine = foley_pipeline::FoleyEngine::load_from(spec.clone(), device, None, args.weights_dir.as_deref())?;
+    let engine = foley_pipeline::FoleyEngine::load_from(spec.clone(), device, dtype, args.weights_dir.as_deref())?;
     let weights: std::collections::BTreeMap<String, PathBuf> = engine.files().iter().cloned().collect();
     let last = Mutex::new(None::<Stage>);
     let progress = |p: Progress| {

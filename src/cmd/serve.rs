@@ -24,6 +24,10 @@ pub struct Args {
     /// folder of the official files), before foley's imported store and the Hugging Face cache.
     #[arg(long, env = "FOLEY_WEIGHTS_DIR")]
     pub weights_dir: Option<PathBuf>,
+    /// Networks' dtype: on the CPU f32 (default) or bf16 (weights held in bf16: half the memory; products
+    /// accumulated in f32, on AVX512-BF16 where the processor has it); on a GPU bf16 (default), f16 or f32.
+    #[arg(long, env = "FOLEY_DTYPE", value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: Option<String>,
     /// Directory of the task database (foley.db) and the stored files.
     #[arg(long, env = "FOLEY_DATA_DIR", default_value = "foley-data")]
     pub data_dir: PathBuf,
@@ -128,6 +132,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let model = args.model.clone().unwrap_or_else(|| foley_pipeline::default_model().to_string());
     let weights_dir = args.weights_dir.clone();
+    // an API node never loads the model, so its --dtype is not checked
+    let dtype = match args.role {
+        RoleArg::Api => None,
+        _ => super::dtype_arg(&foley_pipeline::device_for(&model), args.dtype.as_deref())?,
+    };
     let mut cfg = foley_server::Config::new(&args.data_dir);
     cfg.api_keys = args.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     cfg.no_auth = args.no_auth;
@@ -166,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             let loading = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
             eprintln!("foley: loading {model} (http://{} answers 503 until it is ready)", socket.local_addr()?);
-            foley_server::while_loading(loading, move || foley_pipeline::load_engine_from(&model, weights_dir.as_deref())).await??
+            foley_server::while_loading(loading, move || foley_pipeline::load_engine_from(&model, weights_dir.as_deref(), dtype)).await??
         };
         let state = foley_server::AppState::open(cfg, engine).await?;
         let listener = tokio::net::TcpListener::from_std(socket)?;

@@ -2,9 +2,12 @@
 //! from the input: out[t] = bias + Σ_j W[:, :, j] · x[t + j·d − p]. No im2col buffer, no padded copy and, for
 //! the MM-DiT's channel-last activations, none of the transposes that candle's channel-first `conv1d` needs.
 //! Taps whose window falls in the zero padding are simply skipped for those output positions.
-//! Other devices and dtypes go through candle's `conv1d`.
+//! Other devices and dtypes go through candle's `conv1d`. Built inside [`crate::cpu_bf16::with_bf16_weights`], the
+//! per-tap weight is held in bf16 and the taps run on [`crate::cpu_bf16`]'s GEMM.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+
+use crate::cpu_bf16::{self, Operand};
 
 /// Which axis of the activations holds channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,7 @@ impl Conv1d {
             (true, ChannelAxis::Last) => w.permute((2, 1, 0))?.contiguous()?,
             (false, _) => w,
         };
+        let w = if taps && crate::cpu_bf16::bf16_weights() { w.to_dtype(DType::BF16)? } else { w };
         Ok(Self {
             w,
             taps,
@@ -97,6 +101,22 @@ impl candle_core::Module for Conv1d {
     }
 }
 
+/// The per-tap weight as stored: f32, or bf16 bits.
+#[derive(Clone, Copy)]
+enum Weight<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u16]),
+}
+
+impl<'a> Weight<'a> {
+    fn slice(self, a: usize, b: usize) -> Self {
+        match self {
+            Weight::F32(w) => Weight::F32(&w[a..b]),
+            Weight::Bf16(w) => Weight::Bf16(&w[a..b]),
+        }
+    }
+}
+
 struct TapGemm {
     padding: usize,
     dilation: usize,
@@ -115,13 +135,18 @@ impl CustomOp2 for TapGemm {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (xs, ws) else {
-            candle_core::bail!("{}: f32 only", self.name())
+        let (x, w) = match (xs, ws) {
+            (CpuStorage::F32(x), CpuStorage::F32(w)) => (x.as_slice(), Weight::F32(w.as_slice())),
+            // SAFETY: half's bf16 is a transparent u16
+            (CpuStorage::F32(x), CpuStorage::BF16(w)) => (x.as_slice(), Weight::Bf16(unsafe {
+                std::slice::from_raw_parts(w.as_ptr().cast::<u16>(), w.len())
+            })),
+            _ => candle_core::bail!("{}: f32 activations, f32 or bf16 weights only", self.name()),
         };
         let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets()) else {
             candle_core::bail!("{}: inputs have to be contiguous", self.name())
         };
-        let (x, w) = (&x[x0..x1], &w[w0..w1]);
+        let (x, w) = (&x[x0..x1], w.slice(w0, w1));
         let (b, d1, d2) = xl.shape().dims3()?;
         let (k, o, c) = match self.axis {
             ChannelAxis::First => wl.shape().dims3()?,
@@ -142,12 +167,7 @@ impl CustomOp2 for TapGemm {
             candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
         };
         let mut out = vec![0f32; b * o * t_out];
-        let threads = rayon::current_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
+        let par = crate::cpu_bf16::gemm_parallelism();
         for bi in 0..b {
             let xb = &x[bi * c * t..(bi + 1) * c * t];
             let ob = &mut out[bi * o * t_out..(bi + 1) * o * t_out];
@@ -164,22 +184,34 @@ impl CustomOp2 for TapGemm {
                 // SAFETY: every pointer/row-stride pair below addresses only elements of `xb`, `w` and `ob`:
                 // rows/columns run over [0, o) × [0, c) × [lo, hi) with src + n <= t, as computed above.
                 unsafe {
-                    match self.axis {
+                    match (self.axis, w) {
                         // ob[:, lo..hi] += W_j (O×C, row-major in the (K, O, C) weight) · xb[:, src..src+n] (C×n)
-                        ChannelAxis::First => gemm_add(
+                        (ChannelAxis::First, Weight::F32(w)) => gemm_add(
                             (o, n, c),
                             (ob.as_mut_ptr().add(lo), t_out),
                             (w.as_ptr().add(j * o * c), c),
                             (xb.as_ptr().add(src), t),
                             par,
                         ),
+                        (ChannelAxis::First, Weight::Bf16(w)) => cpu_bf16::gemm_add(
+                            (o, n, c),
+                            (ob.as_mut_ptr().add(lo), t_out),
+                            Operand::Bf16(w.as_ptr().add(j * o * c), c),
+                            Operand::F32(xb.as_ptr().add(src), t),
+                        ),
                         // ob[lo..hi, :] += xb[src..src+n, :] (n×C) · W_jᵀ (C×O, row-major in the (K, C, O) weight)
-                        ChannelAxis::Last => gemm_add(
+                        (ChannelAxis::Last, Weight::F32(w)) => gemm_add(
                             (n, o, c),
                             (ob.as_mut_ptr().add(lo * o), o),
                             (xb.as_ptr().add(src * c), c),
                             (w.as_ptr().add(j * c * o), o),
                             par,
+                        ),
+                        (ChannelAxis::Last, Weight::Bf16(w)) => cpu_bf16::gemm_add(
+                            (n, o, c),
+                            (ob.as_mut_ptr().add(lo * o), o),
+                            Operand::F32(xb.as_ptr().add(src * c), c),
+                            Operand::Bf16(w.as_ptr().add(j * c * o), o),
                         ),
                     }
                 }
@@ -198,7 +230,7 @@ impl CustomOp2 for TapGemm {
 ///
 /// # Safety
 /// Each pointer must address its whole matrix under its row stride.
-unsafe fn gemm_add(
+pub(crate) unsafe fn gemm_add(
     (m, n, k): (usize, usize, usize),
     (dst, dst_rs): (*mut f32, usize),
     (lhs, lhs_rs): (*const f32, usize),
@@ -265,6 +297,33 @@ mod tests {
             let got = conv(ChannelAxis::Last)?.forward(&x.transpose(1, 2)?.contiguous()?)?;
             let e = max_diff(&got.transpose(1, 2)?, &want);
             assert!(e < 1e-5, "channel-last {:?}: {e}", (b, c, o, t, k, p, d));
+        }
+        Ok(())
+    }
+
+    /// Built in the bf16 scope, the taps hold a bf16 weight and compute candle's conv1d of the bf16-rounded
+    /// weight, in both layouts.
+    #[test]
+    fn bf16_scope_matches_conv_of_the_rounded_weight() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (b, c, o, t, k, p) = (2, 24, 40, 30, 3, 1);
+        let x = Tensor::randn(0f32, 1.0, (b, c, t), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (o, c, k), &dev)?;
+        let w16 = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        let want = x.conv1d(&w16, p, 1, 1, 1)?;
+        for axis in [ChannelAxis::First, ChannelAxis::Last] {
+            let conv = crate::cpu_bf16::with_bf16_weights(|| Conv1d::new(w.clone(), None, p, 1, axis))?;
+            assert_eq!(conv.w.dtype(), DType::BF16);
+            let got = match axis {
+                ChannelAxis::First => conv.forward(&x)?,
+                ChannelAxis::Last => conv.forward(&x.transpose(1, 2)?.contiguous()?)?.transpose(1, 2)?,
+            };
+            // exact products when widened; VDPBF16PS also rounds x: 72 products of |x·w| ≲ 16, 2^-9 each
+            let e = max_diff(&got, &want);
+            assert!(e < 72.0 * 16.0 / 512.0, "{axis:?}: {e}");
+            if crate::cpu_bf16::Kernel::get() == crate::cpu_bf16::Kernel::Widen {
+                assert!(e < 1e-4, "{axis:?}: {e}");
+            }
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ mod alias_free_cpu;
 pub mod bigvgan;
 pub mod checked;
 pub mod conv;
+pub mod cpu_bf16;
 pub mod error;
 pub mod generate;
 pub mod linear;

@@ -4,6 +4,7 @@
 //! tokens, the MM-DiT's conditioning vectors) gemm then spends most of its time packing that strided weight on
 //! every call: 77×1024×4096 runs at ~100 GFLOP/s, against ~290 GFLOP/s with the weight stored as `(in, out)`
 //! (2 threads, AVX-512). On CPU/f32 the weight is transposed once at load; elsewhere candle's `Linear` is used.
+//! Built inside [`crate::cpu_bf16::with_bf16_weights`], the transposed weight is held in bf16.
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -13,6 +14,8 @@ use candle_nn::VarBuilder;
 pub enum Linear {
     /// CPU/f32: `weight` is `(in, out)`, contiguous.
     Transposed { weight: Tensor, bias: Option<Tensor> },
+    /// CPU/f32 activations with a bf16 weight `(in, out)` (see [`crate::cpu_bf16`]).
+    Bf16 { weight: Tensor, bias: Option<Tensor> },
     /// Any other device or dtype.
     Candle(candle_nn::Linear),
 }
@@ -21,7 +24,12 @@ impl Linear {
     /// `weight: (out, in)` as checkpoints store it; `bias: (out,)`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
         weight.dims2()?;
-        if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+        if weight.device().is_cpu() && weight.dtype() == DType::F32 && crate::cpu_bf16::bf16_weights() {
+            Ok(Self::Bf16 {
+                weight: weight.to_dtype(DType::BF16)?.t()?.contiguous()?,
+                bias,
+            })
+        } else if weight.device().is_cpu() && weight.dtype() == DType::F32 {
             Ok(Self::Transposed {
                 weight: weight.t()?.contiguous()?,
                 bias,
@@ -36,6 +44,13 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Candle(l) => l.forward(x),
+            Self::Bf16 { weight, bias } => {
+                let y = crate::cpu_bf16::matmul(x, weight)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
             Self::Transposed { weight, bias } => {
                 let dims = x.dims();
                 let Some((&k, lead)) = dims.split_last() else {
@@ -89,6 +104,26 @@ mod tests {
         let got = Linear::new(w, None)?.forward(&x)?;
         let e = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(e < 1e-5, "transposed input: {e}");
+        Ok(())
+    }
+
+    /// Built in the bf16 scope, the weight is held in bf16 and the layer computes with it (candle's linear of the
+    /// bf16-rounded weight); outside it, f32 again.
+    #[test]
+    fn bf16_scope_holds_the_weight_in_bf16() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (7, 40), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 7, &dev)?;
+        let l = crate::cpu_bf16::with_bf16_weights(|| Linear::new(w.clone(), Some(b.clone())))?;
+        let Linear::Bf16 { weight, .. } = &l else { panic!("not bf16: {l:?}") };
+        assert_eq!((weight.dtype(), weight.dims()), (DType::BF16, &[40, 7][..]));
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 40), &dev)?;
+        let w16 = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        let want = candle_nn::Linear::new(w16, Some(b.clone())).forward(&x)?;
+        let e = (l.forward(&x)? - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        // exact products on the widening kernel; VDPBF16PS also rounds x (40 products of |x·w| ≲ 16, 2^-9 each)
+        assert!(e < 40.0 * 16.0 / 512.0, "{e}");
+        assert!(matches!(Linear::new(w, None)?, Linear::Transposed { .. }));
         Ok(())
     }
 }

@@ -39,17 +39,17 @@ fn flatten_bt(x: &Tensor) -> Tensor {
 fn clip_vision_matches_open_clip() {
     for fx in common::fixtures("clip_vision") {
         let cfg: clip::Config = fx.config();
-        let model = clip::ClipVisionTransformer::new(fx.vb().pp("visual"), &cfg).expect("load");
+        let model = common::build(|| clip::ClipVisionTransformer::new(fx.vb().pp("visual"), &cfg)).expect("load");
         let frames = fx.input("frames_u8");
         let (b, t) = (frames.dim(0).unwrap(), frames.dim(1).unwrap());
         let x = common::on_device(
             &preprocess::to_normalized(&flatten_bt(frames), preprocess::CLIP_MEAN, preprocess::CLIP_STD).unwrap(),
         );
         let got = model.forward(&x).unwrap().reshape((b, t, ())).unwrap();
-        common::assert_close(&format!("clip_vision {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
+        fx.check(&format!("clip_vision {}", fx.dir.display()), &got, "features", fx.tolerance());
         // chunked encoding gives the same features
         let chunked = model.forward_chunked(&x, 1).unwrap().reshape((b, t, ())).unwrap();
-        common::assert_close("clip_vision chunked", &chunked, fx.output("features"), fx.tolerance());
+        fx.check("clip_vision chunked", &chunked, "features", fx.tolerance());
     }
 }
 
@@ -57,10 +57,10 @@ fn clip_vision_matches_open_clip() {
 fn clip_text_matches_open_clip() {
     for fx in common::fixtures("clip_text") {
         let cfg: clip::Config = fx.config();
-        let model = clip::ClipTextTransformer::new(fx.vb(), &cfg).expect("load");
+        let model = common::build(|| clip::ClipTextTransformer::new(fx.vb(), &cfg)).expect("load");
         let tokens = fx.input("tokens").to_dtype(DType::U32).unwrap();
         let got = model.forward(&tokens).unwrap();
-        common::assert_close(&format!("clip_text {}", fx.dir.display()), &got, fx.output("features"), fx.tolerance());
+        fx.check(&format!("clip_text {}", fx.dir.display()), &got, "features", fx.tolerance());
         if let Some(want) = fx.outputs.get("pooled") {
             common::assert_close("clip_text pooled", &model.forward_pooled(&tokens).unwrap(), want, fx.tolerance());
         }
@@ -71,7 +71,7 @@ fn clip_text_matches_open_clip() {
 fn synchformer_matches_reference() {
     for fx in common::fixtures("synchformer") {
         let cfg: synchformer::Config = fx.config();
-        let model = synchformer::Synchformer::new(fx.vb(), &cfg).expect("load");
+        let model = common::build(|| synchformer::Synchformer::new(fx.vb(), &cfg)).expect("load");
         let frames = fx.input("frames_u8");
         let dims = frames.dims().to_vec();
         let x = preprocess::to_normalized(&flatten_bt(frames), preprocess::SYNC_MEAN, preprocess::SYNC_STD)
@@ -80,15 +80,15 @@ fn synchformer_matches_reference() {
             .unwrap();
         let x = common::on_device(&x);
         let what = format!("synchformer {}", fx.dir.display());
-        common::assert_close(&what, &model.encode_video(&x, 0).unwrap(), fx.output("features"), fx.tolerance());
+        fx.check(&what, &model.encode_video(&x, 0).unwrap(), "features", fx.tolerance());
         let chunked = model.encode_video(&x, 1).unwrap();
-        common::assert_close("synchformer chunked", &chunked, fx.output("features"), fx.tolerance());
+        fx.check("synchformer chunked", &chunked, "features", fx.tolerance());
         // from a torch.save'd checkpoint holding other Synchformer parts too, as synchformer_state_dict.pth does
         if let Some(file) = fx.meta["checkpoint"].as_str() {
-            let vb = weights::var_builder(fx.dir.join(file), common::dtype(), &common::device()).unwrap();
-            let model = synchformer::Synchformer::new(vb, &cfg).expect("load from checkpoint");
+            let vb = weights::var_builder(fx.dir.join(file), common::compute_dtype(), &common::device()).unwrap();
+            let model = common::build(|| synchformer::Synchformer::new(vb, &cfg)).expect("load from checkpoint");
             let got = model.encode_video(&x, 0).unwrap();
-            common::assert_close("synchformer from .pth", &got, fx.output("features"), fx.tolerance());
+            fx.check("synchformer from .pth", &got, "features", fx.tolerance());
         }
     }
 }
@@ -128,14 +128,13 @@ fn preprocessing_matches_load_video() {
         // the same decoded frames through both encoders (preprocessed on the host, encoded on the test device)
         let vb = fx.vb();
         let ccfg: clip::Config = serde_json::from_value(fx.meta["config"]["clip"].clone()).unwrap();
-        let clip_model = clip::ClipVisionTransformer::new(vb.pp("clip").pp("visual"), &ccfg).unwrap();
+        let clip_model = common::build(|| clip::ClipVisionTransformer::new(vb.pp("clip").pp("visual"), &ccfg)).unwrap();
         let feats = clip_model.forward(&common::on_device(&preprocess::clip_frames(clip_in).unwrap())).unwrap().unsqueeze(0).unwrap();
-        common::assert_close(&format!("preprocess+clip {name}"), &feats, fx.output("clip_features"), fx.tolerance());
+        fx.check(&format!("preprocess+clip {name}"), &feats, "clip_features", fx.tolerance());
         let scfg: synchformer::Config = serde_json::from_value(fx.meta["config"]["sync"].clone()).unwrap();
-        let sync_model = synchformer::Synchformer::new(vb.pp("synchformer"), &scfg).unwrap();
+        let sync_model = common::build(|| synchformer::Synchformer::new(vb.pp("synchformer"), &scfg)).unwrap();
         let x = common::on_device(&preprocess::sync_frames(sync_in).unwrap().unsqueeze(0).unwrap());
         let feats = sync_model.encode_video(&x, 0).unwrap();
-        common::assert_close(&format!("preprocess+synchformer {name}"), &feats, fx.output("sync_features"),
-                             fx.tolerance());
+        fx.check(&format!("preprocess+synchformer {name}"), &feats, "sync_features", fx.tolerance());
     }
 }

@@ -40,28 +40,18 @@ fn seq_len(f: &Fixture, which: &str) -> usize {
 fn mmaudio_forward_matches_reference() {
     for f in found("mmaudio") {
         let cfg: DitConfig = f.config();
-        let net = MMAudio::new(f.vb(), &cfg).unwrap();
+        let net = common::build(|| MMAudio::new(f.vb(), &cfg)).unwrap();
         let (tol, n) = (f.tolerance(), name(&f));
         let latent = f.input("latent");
         let lat_len = latent.dim(1).unwrap();
         let cond = net
             .preprocess_conditions(f.input("clip_f"), f.input("sync_f"), f.input("text_f"), lat_len)
             .unwrap();
-        assert_close(&format!("{n} cond.clip_f"), &cond.clip_f, f.output("cond_clip_f"), tol);
-        assert_close(&format!("{n} cond.sync_f"), &cond.sync_f, f.output("cond_sync_f"), tol);
-        assert_close(&format!("{n} cond.text_f"), &cond.text_f, f.output("cond_text_f"), tol);
-        assert_close(
-            &format!("{n} cond.clip_f_c"),
-            &cond.clip_f_c,
-            f.output("cond_clip_f_c"),
-            tol,
-        );
-        assert_close(
-            &format!("{n} cond.text_f_c"),
-            &cond.text_f_c,
-            f.output("cond_text_f_c"),
-            tol,
-        );
+        f.check(&format!("{n} cond.clip_f"), &cond.clip_f, "cond_clip_f", tol);
+        f.check(&format!("{n} cond.sync_f"), &cond.sync_f, "cond_sync_f", tol);
+        f.check(&format!("{n} cond.text_f"), &cond.text_f, "cond_text_f", tol);
+        f.check(&format!("{n} cond.clip_f_c"), &cond.clip_f_c, "cond_clip_f_c", tol);
+        f.check(&format!("{n} cond.text_f_c"), &cond.text_f_c, "cond_text_f_c", tol);
 
         let (lrot, crot) = net
             .rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &common::device())
@@ -111,22 +101,22 @@ fn mmaudio_forward_matches_reference() {
         // t in f32 whatever the network's dtype, as the sampler and the reference pass it
         let t = &f.input_cpu("t").to_device(&common::device()).unwrap();
         let flow = net.predict_flow(latent, t, &cond).unwrap();
-        assert_close(&format!("{n} flow"), &flow, f.output("flow"), tol);
+        f.check(&format!("{n} flow"), &flow, "flow", tol);
         let full = net
             .forward(latent, f.input("clip_f"), f.input("sync_f"), f.input("text_f"), t)
             .unwrap();
-        assert_close(&format!("{n} forward"), &full, f.output("flow"), tol);
+        f.check(&format!("{n} forward"), &full, "flow", tol);
 
         let bs = latent.dim(0).unwrap();
         let (nc, ns) = (seq_len(&f, "clip"), seq_len(&f, "sync"));
         let empty = net.empty_conditions(bs, lat_len, nc, ns, None).unwrap();
         let flow = net.predict_flow(latent, t, &empty).unwrap();
-        assert_close(&format!("{n} flow(empty)"), &flow, f.output("flow_empty"), tol);
+        f.check(&format!("{n} flow(empty)"), &flow, "flow_empty", tol);
         let neg = net
             .empty_conditions(bs, lat_len, nc, ns, Some(f.input("negative_text_f")))
             .unwrap();
         let flow = net.predict_flow(latent, t, &neg).unwrap();
-        assert_close(&format!("{n} flow(negative)"), &flow, f.output("flow_negative"), tol);
+        f.check(&format!("{n} flow(negative)"), &flow, "flow_negative", tol);
     }
 }
 
@@ -134,7 +124,7 @@ fn mmaudio_forward_matches_reference() {
 fn sampler_matches_reference() {
     for f in found("sampler") {
         let cfg: DitConfig = f.config();
-        let net = MMAudio::new(f.vb(), &cfg).unwrap();
+        let net = common::build(|| MMAudio::new(f.vb(), &cfg)).unwrap();
         let n = name(&f);
         let steps = f.meta["num_steps"].as_u64().unwrap() as usize;
         let cfg_strength = f.meta["cfg_strength"].as_f64().unwrap();
@@ -161,7 +151,7 @@ fn sampler_matches_reference() {
             )
             .unwrap();
         assert_eq!(seen, (1..=steps).collect::<Vec<_>>(), "{n}: one progress call per step");
-        assert_close(&format!("{n} x1"), &x1, f.output("x1"), f.tolerance());
+        f.check(&format!("{n} x1"), &x1, "x1", f.tolerance());
         // the reference's way: cond and uncond as two forwards
         let two = FlowMatching {
             batch_cfg: false,
@@ -169,14 +159,9 @@ fn sampler_matches_reference() {
         }
         .to_data(&net, x0, &cond, &uncond, cfg_strength, &mut |_| {}, &|| false)
         .unwrap();
-        assert_close(&format!("{n} x1 (two forwards)"), &two, f.output("x1"), f.tolerance());
+        f.check(&format!("{n} x1 (two forwards)"), &two, "x1", f.tolerance());
         let audio_latent = net.unnormalize(&x1).unwrap();
-        assert_close(
-            &format!("{n} unnormalized"),
-            &audio_latent,
-            f.output("unnormalized"),
-            f.tolerance(),
-        );
+        f.check(&format!("{n} unnormalized"), &audio_latent, "unnormalized", f.tolerance());
 
         // cancellation is checked before every step
         let calls = std::cell::Cell::new(0);
@@ -197,18 +182,8 @@ fn latent_normalization_matches_reference() {
         let (mean, std) = (&f.weight("latent_mean"), &f.weight("latent_std"));
         let x = f.input("latent");
         let latent = foley_models::mel::LatentStats::new(mean.clone(), std.clone()).unwrap();
-        assert_close(
-            &format!("{n} latent normalize"),
-            &latent.normalize(x).unwrap(),
-            f.output("normalized"),
-            f.tolerance(),
-        );
-        assert_close(
-            &format!("{n} latent unnormalize"),
-            &latent.unnormalize(x).unwrap(),
-            f.output("unnormalized"),
-            f.tolerance(),
-        );
+        f.check(&format!("{n} latent normalize"), &latent.normalize(x).unwrap(), "normalized", f.tolerance());
+        f.check(&format!("{n} latent unnormalize"), &latent.unnormalize(x).unwrap(), "unnormalized", f.tolerance());
         for mode in ["16k", "44k"] {
             let stats = foley_models::mel::MelStats::new(
                 f.weight(&format!("vae_{mode}.data_mean")),
@@ -240,31 +215,16 @@ fn vae_decoder_matches_reference() {
     for f in found("vae_decoder") {
         let n = name(&f);
         let cfg: Config = f.config();
-        let vae = VaeDecoder::new(f.vb(), &cfg).unwrap();
+        let vae = common::build(|| VaeDecoder::new(f.vb(), &cfg)).unwrap();
         let z = f.input("z");
         let got = vae.decode_normalized(z).unwrap();
-        assert_close(
-            &format!("{n} decoder (normalised mel)"),
-            &got,
-            f.output("mel_normalized"),
-            f.tolerance(),
-        );
-        assert_close(
-            &format!("{n} decode (mel)"),
-            &vae.decode(z).unwrap(),
-            f.output("mel"),
-            f.tolerance(),
-        );
+        f.check(&format!("{n} decoder (normalised mel)"), &got, "mel_normalized", f.tolerance());
+        f.check(&format!("{n} decode (mel)"), &vae.decode(z).unwrap(), "mel", f.tolerance());
         if let Some(mel_in) = f.inputs.get("mel_in") {
-            let enc = foley_models::vae::VaeEncoder::new(f.vb(), &cfg).unwrap();
+            let enc = common::build(|| foley_models::vae::VaeEncoder::new(f.vb(), &cfg)).unwrap();
             let (mean, logvar) = enc.encode(mel_in).unwrap();
-            assert_close(&format!("{n} encode mean"), &mean, f.output("enc_mean"), f.tolerance());
-            assert_close(
-                &format!("{n} encode logvar"),
-                &logvar,
-                f.output("enc_logvar"),
-                f.tolerance(),
-            );
+            f.check(&format!("{n} encode mean"), &mean, "enc_mean", f.tolerance());
+            f.check(&format!("{n} encode logvar"), &logvar, "enc_logvar", f.tolerance());
         }
     }
 }
@@ -279,9 +239,9 @@ fn bigvgan_matches_reference() {
             f.meta["weight_norm_keys"].as_str().unwrap_or("?")
         );
         let cfg: Config = f.config();
-        let voc = BigVGAN::new(f.vb(), &cfg).unwrap();
+        let voc = common::build(|| BigVGAN::new(f.vb(), &cfg)).unwrap();
         let got = voc.forward(f.input("mel")).unwrap();
-        assert_close(&format!("{n} audio"), &got, f.output("audio"), f.tolerance());
+        f.check(&format!("{n} audio"), &got, "audio", f.tolerance());
     }
 }
 
@@ -294,13 +254,13 @@ fn latent_to_waveform_chain_matches_reference() {
         let voc_cfg: bigvgan::Config = serde_json::from_value(f.meta["config"]["vocoder"].clone()).unwrap();
         let vb = f.vb();
         let stats = LatentStats::new(f.weight("latent_mean"), f.weight("latent_std")).unwrap();
-        let decoder = vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg).unwrap();
-        let vocoder = bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg).unwrap();
+        let decoder = common::build(|| vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg)).unwrap();
+        let vocoder = common::build(|| bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg)).unwrap();
         let z = stats.unnormalize(f.input("x1")).unwrap();
         let mel = decoder.decode_latents(&z).unwrap();
-        assert_close(&format!("{n} mel"), &mel, f.output("mel"), f.tolerance());
+        f.check(&format!("{n} mel"), &mel, "mel", f.tolerance());
         let audio = vocoder.forward(&mel).unwrap();
-        assert_close(&format!("{n} audio"), &audio, f.output("audio"), f.tolerance());
+        f.check(&format!("{n} audio"), &audio, "audio", f.tolerance());
     }
 }
 
@@ -315,9 +275,9 @@ fn generate_matches_reference() {
         let vae_cfg: vae::Config = serde_json::from_value(c["vae"].clone()).unwrap();
         let voc_cfg: bigvgan::Config = serde_json::from_value(c["vocoder"].clone()).unwrap();
         let vb = f.vb();
-        let net = MMAudio::new(vb.pp("net"), &net_cfg).unwrap();
-        let decoder = vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg).unwrap();
-        let vocoder = bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg).unwrap();
+        let net = common::build(|| MMAudio::new(vb.pp("net"), &net_cfg)).unwrap();
+        let decoder = common::build(|| vae::VaeDecoder::new(vb.pp("vae"), &vae_cfg)).unwrap();
+        let vocoder = common::build(|| bigvgan::BigVGAN::new(vb.pp("vocoder"), &voc_cfg)).unwrap();
         let g = Generator {
             net: &net,
             vae: &decoder,
@@ -341,22 +301,22 @@ fn generate_matches_reference() {
                 .generate(&feats, f.input("x0"), clip_len, sync_len, &mut |_| {}, &|| false)
                 .unwrap();
             let tol = f.tolerance();
-            assert_close(
+            f.check(
                 &format!("{n} {case} latents"),
                 &out.latents,
-                f.output(&format!("{case}_latents")),
+                &format!("{case}_latents"),
                 tol,
             );
-            assert_close(
+            f.check(
                 &format!("{n} {case} mel"),
                 &out.mel,
-                f.output(&format!("{case}_mel")),
+                &format!("{case}_mel"),
                 tol,
             );
-            assert_close(
+            f.check(
                 &format!("{n} {case} audio"),
                 &out.audio,
-                f.output(&format!("{case}_audio")),
+                &format!("{case}_audio"),
                 tol,
             );
         }
@@ -372,7 +332,7 @@ fn half_precision_paths_run_and_stay_close() {
     for f in found("mmaudio").into_iter().take(1) {
         let cfg: DitConfig = f.config();
         let vb = f.vb().set_dtype(DType::BF16);
-        let net = MMAudio::new(vb, &cfg).unwrap();
+        let net = common::build(|| MMAudio::new(vb, &cfg)).unwrap();
         let bf = |t: &candle_core::Tensor| t.to_dtype(DType::BF16).unwrap();
         let flow = net
             .forward(

@@ -34,6 +34,8 @@ pub struct FoleyEngine {
     pub(crate) cfgs: Configs,
     pub(crate) device: Device,
     pub(crate) dtype: DType,
+    /// The activations' dtype: `dtype`, except f32 for bf16 on the CPU (bf16 weights, f32 activations).
+    compute: DType,
     net: MMAudio,
     vae: VaeDecoder,
     vocoder: BigVGAN,
@@ -124,7 +126,8 @@ impl FoleyEngine {
     }
 
     /// [`Self::load`] with the networks' dtype chosen: `None` is f32 on the CPU and bf16 on GPUs (the
-    /// reference's choice); GPUs also take f32 and f16, the CPU f32 only. The vocoder always runs in f32.
+    /// reference's choice); GPUs also take f32 and f16, the CPU bf16 (see [`Self::dtype_for`]). The vocoder
+    /// always runs in f32.
     pub fn load_as(spec: ModelSpec, device: Device, dtype: Option<DType>) -> Result<Self, PipelineError> {
         Self::load_from(spec, device, dtype, None)
     }
@@ -156,19 +159,25 @@ impl FoleyEngine {
         Self::build(spec, device, dtype, Weights::Random, Vec::new())
     }
 
-    /// The networks' dtype on `device`: f32 on the CPU (candle's half-precision CPU GEMM is no faster there,
-    /// and the CPU fast paths are f32), bf16 on accelerators unless asked otherwise.
+    /// The networks' dtype on `device`: f32 on the CPU unless bf16 is asked (weights held in bf16, products
+    /// accumulated in f32: see [`foley_models::cpu_bf16`]), bf16 on accelerators unless asked otherwise.
     pub fn dtype_for(device: &Device, asked: Option<DType>) -> Result<DType, PipelineError> {
         match (device.is_cpu(), asked) {
             (true, None | Some(DType::F32)) => Ok(DType::F32),
+            (true, Some(DType::BF16)) => Ok(DType::BF16),
             (true, Some(d)) => Err(PipelineError::invalid(
                 "dtype",
-                format!("is {}; the CPU runs f32 only (f16 and bf16 are for GPUs)", d.as_str()),
+                format!("is {}; the CPU runs f32 or bf16 (f16 is for GPUs)", d.as_str()),
             )),
             (false, None) => Ok(DType::BF16),
             (false, Some(d @ (DType::F32 | DType::F16 | DType::BF16))) => Ok(d),
             (false, Some(d)) => Err(PipelineError::invalid("dtype", format!("is {}; use f32, f16 or bf16", d.as_str()))),
         }
+    }
+
+    /// The dtype the networks were built in (the one asked for, or the device's default).
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     fn build(
@@ -181,16 +190,30 @@ impl FoleyEngine {
         let cfgs = spec.configs()?;
         let t = Instant::now();
         let dev = &device;
-        let net = load_role(&w, "network", dtype, dev, |vb| MMAudio::new(vb, &cfgs.network))?;
-        let vae = load_role(&w, "vae", dtype, dev, |vb| VaeDecoder::new(vb, &cfgs.vae))?;
+        // bf16 on the CPU: f32 networks whose GEMM weights are held in bf16 (foley_models::cpu_bf16)
+        let cpu_bf16 = device.is_cpu() && dtype == DType::BF16;
+        let compute = if cpu_bf16 { DType::F32 } else { dtype };
+        if cpu_bf16 {
+            tracing::info!(kernel = foley_models::cpu_bf16::Kernel::get().name(), "CPU bf16: weights held in bf16");
+        }
+        let networks = || -> Result<_, PipelineError> {
+            Ok((
+                load_role(&w, "network", compute, dev, |vb| MMAudio::new(vb, &cfgs.network))?,
+                load_role(&w, "vae", compute, dev, |vb| VaeDecoder::new(vb, &cfgs.vae))?,
+                load_role(&w, "clip", compute, dev, |vb| ClipModel::new(vb, &cfgs.clip))?,
+                load_role(&w, "synchformer", compute, dev, |vb| Synchformer::new(vb, &cfgs.synchformer))?,
+            ))
+        };
+        let (net, vae, clip, sync) = match cpu_bf16 {
+            true => foley_models::cpu_bf16::with_bf16_weights(networks)?,
+            false => networks()?,
+        };
         // the vocoder runs in f32 (as the reference's bf16 path upcasts the mel)
         let vocoder = load_role(&w, "vocoder", DType::F32, dev, |vb| BigVGAN::new(vb, &cfgs.vocoder))?;
-        let clip = load_role(&w, "clip", dtype, dev, |vb| ClipModel::new(vb, &cfgs.clip))?;
-        let sync = load_role(&w, "synchformer", dtype, dev, |vb| Synchformer::new(vb, &cfgs.synchformer))?;
         let tokenizer = ClipTokenizer::open_clip().map_err(|e| PipelineError::Model(format!("tokenizer: {e}")))?;
         tracing::info!(model = %spec.name, seconds = t.elapsed().as_secs_f64(), "model bundle loaded");
         let window_s = std::env::var("FOLEY_WINDOW_S").ok().and_then(|v| v.trim().parse::<f64>().ok());
-        Ok(Self { spec, cfgs, device, dtype, net, vae, vocoder, clip, sync, tokenizer, files, window_s })
+        Ok(Self { spec, cfgs, device, dtype, compute, net, vae, vocoder, clip, sync, tokenizer, files, window_s })
     }
 
     /// Checks one checkpoint file as the engine would load it for `role` of `spec` (on the CPU, in f32): keys,
@@ -229,13 +252,13 @@ impl FoleyEngine {
 
     /// CLIP features of preprocessed frames `[T, 3, 384, 384]` → `(1, T, clip_dim)`.
     pub(crate) fn clip_features(&self, frames: &Tensor) -> Result<Tensor, PipelineError> {
-        let x = frames.to_dtype(self.dtype).and_then(|x| x.to_device(&self.device)).map_err(internal)?;
+        let x = frames.to_dtype(self.compute).and_then(|x| x.to_device(&self.device)).map_err(internal)?;
         self.clip.vision.forward_chunked(&x, CLIP_CHUNK).and_then(|f| f.unsqueeze(0)).map_err(internal)
     }
 
     /// Synchformer features of preprocessed frames `[T, 3, 224, 224]` → `(1, S·8, sync_dim)`.
     pub(crate) fn sync_features(&self, frames: &Tensor) -> Result<Tensor, PipelineError> {
-        let x = frames.to_dtype(self.dtype).and_then(|x| x.to_device(&self.device)).map_err(internal)?;
+        let x = frames.to_dtype(self.compute).and_then(|x| x.to_device(&self.device)).map_err(internal)?;
         self.sync.encode_video(&x.unsqueeze(0).map_err(internal)?, SYNC_CHUNK).map_err(internal)
     }
 
@@ -244,7 +267,7 @@ impl FoleyEngine {
         let ids = self.tokenizer.tokenize(text);
         let n = ids.len();
         let ids = Tensor::from_vec(ids, (1, n), &self.device).map_err(internal)?;
-        self.clip.text.forward(&ids).and_then(|t| t.to_dtype(self.dtype)).map_err(internal)
+        self.clip.text.forward(&ids).and_then(|t| t.to_dtype(self.compute)).map_err(internal)
     }
 
     /// Starting noise `(1, N, latent_dim)`: standard normal from ChaCha8 seeded with `seed`.
@@ -253,7 +276,7 @@ impl FoleyEngine {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let v: Vec<f32> = (0..latent_len * dim).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
         Tensor::from_vec(v, (1, latent_len, dim), &self.device)
-            .and_then(|t| t.to_dtype(self.dtype))
+            .and_then(|t| t.to_dtype(self.compute))
             .map_err(internal)
     }
 

@@ -50,13 +50,18 @@ pub fn default_model() -> &'static str {
 /// any number of requests from any thread. Missing weights give [`PipelineError::Model`] with the command that
 /// downloads them.
 pub fn load_engine(model: &str) -> Result<Arc<dyn Engine>, PipelineError> {
-    load_engine_from(model, None)
+    load_engine_from(model, None, None)
 }
 
 /// [`load_engine`] using the checkpoints found in `weights_dir` first (`--weights-dir` / `FOLEY_WEIGHTS_DIR`:
 /// an MMAudio checkout, a ComfyUI `models/mmaudio` folder or a folder of the official files, used in place),
-/// then foley's store of imported weights, then the Hugging Face cache (see [`fetch::locate_role`]).
-pub fn load_engine_from(model: &str, weights_dir: Option<&std::path::Path>) -> Result<Arc<dyn Engine>, PipelineError> {
+/// then foley's store of imported weights, then the Hugging Face cache (see [`fetch::locate_role`]), in `dtype`
+/// (`None`: the device's default, see [`FoleyEngine::dtype_for`]).
+pub fn load_engine_from(
+    model: &str,
+    weights_dir: Option<&std::path::Path>,
+    dtype: Option<candle_core::DType>,
+) -> Result<Arc<dyn Engine>, PipelineError> {
     let spec = ModelSpec::find(model)?;
-    Ok(Arc::new(FoleyEngine::load_from(spec, device_for(model), None, weights_dir)?))
+    Ok(Arc::new(FoleyEngine::load_from(spec, device_for(model), dtype, weights_dir)?))
 }

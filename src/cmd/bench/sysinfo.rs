@@ -26,3 +26,23 @@ pub fn peak_rss_mb() -> f64 {
 pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
+
+/// The processor, as every benchmark number must name it: model name, family/model and the SIMD extensions that
+/// decide which kernels run, e.g. `AMD EPYC (family 25 model 17; avx2 fma avx512f avx512_bf16)`, from
+/// /proc/cpuinfo (empty elsewhere).
+pub fn cpu_model() -> String {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return String::new() };
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    format!("{} (family {} model {}; {})", field("model name"), field("cpu family"), field("model"), simd.join(" "))
+}

@@ -7,6 +7,12 @@
 //! (float inputs converted, the f32 reference outputs compared on the host). f32 is held to the CPU tolerances on
 //! every device: cuBLAS is kept from TF32 (`set_gemm_reduced_precision_f32(false)`, asserted). The half dtypes
 //! are compared with the same f32 reference outputs, within a bound relative to the output's scale (below).
+//!
+//! bf16 on the CPU is foley's CPU bf16 path (`foley_models::cpu_bf16`): networks built through [`build`] hold their
+//! GEMM weights in bf16 and compute in f32. Its bound, output by output ([`Fixture::check`]), is the reference's own
+//! bf16 error on that output (`reference_bf16` in the fixture's meta.json, written by `scripts/gen_parity.py
+//! --bf16-errors`: MMAudio run in bf16 as `demo.py` runs it, compared with its f32 output): foley in bf16 must be at
+//! least as close to the f32 reference as the reference in bf16 is, or within the f32 tolerance.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -58,11 +64,27 @@ pub fn dtype() -> DType {
     }
 }
 
-/// `t` on the test device; f32/f16/bf16 tensors in the test dtype (f64 and integers as they are).
+/// Whether the networks run as foley's CPU bf16 path: bf16 GEMM weights, f32 activations (see the module docs).
+pub fn cpu_bf16() -> bool {
+    dtype() == DType::BF16 && device().is_cpu()
+}
+
+/// The dtype of the activations and of the VarBuilder: the test dtype, except f32 for bf16 on the CPU.
+pub fn compute_dtype() -> DType {
+    if cpu_bf16() { DType::F32 } else { dtype() }
+}
+
+/// Builds a network as the engine does in the test dtype: on the CPU in bf16, inside
+/// `foley_models::cpu_bf16::with_bf16_weights`.
+pub fn build<T>(f: impl FnOnce() -> T) -> T {
+    if cpu_bf16() { foley_models::cpu_bf16::with_bf16_weights(f) } else { f() }
+}
+
+/// `t` on the test device; f32/f16/bf16 tensors in the [`compute_dtype`] (f64 and integers as they are).
 pub fn on_device(t: &Tensor) -> Tensor {
     let t = t.to_device(&device()).expect("to device");
     let float = matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16);
-    if float { t.to_dtype(dtype()).expect("to dtype") } else { t }
+    if float { t.to_dtype(compute_dtype()).expect("to dtype") } else { t }
 }
 
 /// Root of the fixture tree: `$FOLEY_PARITY_DIR` or the repository's `tests/fixtures/parity`.
@@ -90,7 +112,7 @@ impl Fixture {
     pub fn vb(&self) -> VarBuilder<'static> {
         let dev = device();
         let w = self.weights.iter().map(|(k, v)| (k.clone(), v.to_device(&dev).expect("to device"))).collect();
-        VarBuilder::from_tensors(w, dtype(), &dev)
+        VarBuilder::from_tensors(w, compute_dtype(), &dev)
     }
     /// One weight on the test device in the test dtype.
     pub fn weight(&self, name: &str) -> Tensor {
@@ -112,6 +134,25 @@ impl Fixture {
             _ => MODULE_TOL,
         }
     }
+    /// Asserts `got` matches the reference output `name` and returns the error: within `tol` in f32; on the CPU in
+    /// bf16 within the reference's own bf16 error on that output or `tol`, whichever is larger (see the module
+    /// docs; a fixture without that record falls back to [`tolerance_for`]); elsewhere within [`tolerance_for`].
+    pub fn check(&self, what: &str, got: &Tensor, name: &str, tol: f32) -> f32 {
+        let want = self.output(name);
+        let reference = self.meta["reference_bf16"]["max_abs_err"][name].as_f64();
+        let (bound, why) = match (cpu_bf16(), reference) {
+            (true, Some(r)) => ((r as f32).max(tol), format!("reference bf16 {r:.3e}")),
+            _ => (tolerance_for(tol, want), "preset".to_string()),
+        };
+        let err = max_abs_diff(got, want);
+        let (dev, dt) = (if got.device().is_cpu() { "cpu" } else { "gpu" }, dtype().as_str());
+        let rms = rms_diff(got, want);
+        let ref_rms = self.meta["reference_bf16"]["rms_err"][name].as_f64().unwrap_or(f64::NAN);
+        eprintln!("parity [{dev} {dt}] {what}: max_abs_err = {err:.3e} (bound {bound:.3e}, {why}); rms {rms:.3e} (reference bf16 {ref_rms:.3e})");
+        assert!(err <= bound, "{what}: max-abs error {err:.3e} exceeds {bound:.3e} ({why})");
+        err
+    }
+
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> T {
         serde_json::from_value(self.meta["config"].clone())
             .unwrap_or_else(|e| panic!("{}: bad config: {e}", self.dir.display()))
@@ -158,6 +199,14 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
     let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Root-mean-square of `a - b` (on the host, in f32).
+pub fn rms_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+    (a - b).unwrap().sqr().unwrap().flatten_all().unwrap().mean(0).unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap()
 }
 
 /// The max-abs error allowed for an f32 tolerance `tol` ([`MODULE_TOL`] or [`SAMPLER_TOL`]) in the test dtype,

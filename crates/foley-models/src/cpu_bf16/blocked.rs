@@ -1,0 +1,317 @@
+//! The bf16 GEMM on VDPBF16PS, blocked as BLIS does: for each `NC`-column, `KCP`-pair slice, the right operand is
+//! packed once into `NR`-column panels of bf16 pairs (shared by all threads); each task packs an `MC`-row block of
+//! the left operand into `MR`-row panels and runs the `MR`×`NR` micro-kernel over its tiles, accumulating in f32
+//! straight into the destination. f32 operands are rounded to bf16 (nearest-even) while they are packed, bf16
+//! ones are copied, so either side may be the weight. An odd `k` is padded with a zero pair half.
+
+use rayon::prelude::*;
+
+use super::lanes::{Lanes, LANES};
+
+/// Rows per micro-tile (12 × 2 accumulators, 2 right-operand vectors and 1 broadcast: 27 of 32 registers).
+pub(crate) const MR: usize = 12;
+/// Columns per micro-tile (two vectors).
+pub(crate) const NR: usize = 2 * LANES;
+/// k pairs per block: an `MR` and an `NR` panel (6 + 16 KiB) stay in L1.
+const KCP: usize = 128;
+/// Rows per left-operand block (96 KiB packed).
+const MC: usize = MR * 16;
+/// Columns per right-operand block (512 KiB packed, for L2).
+const NC: usize = NR * 32;
+
+/// A matrix operand, row-major with a row stride, of f32 or of bf16 bits. It only points: whoever builds one
+/// guarantees that `rows × cols` elements are readable under the stride for as long as it is used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Operand {
+    F32(*const f32, usize),
+    Bf16(*const u16, usize),
+}
+
+// SAFETY: an Operand is only read, and its builder guarantees the memory outlives every use (see above)
+unsafe impl Send for Operand {}
+unsafe impl Sync for Operand {}
+
+/// f32 → bf16 bits, rounding to nearest-even (a NaN stays a quiet NaN), as `half` and VCVTNEPS2BF16 do.
+#[inline(always)]
+pub(crate) fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        ((b >> 16) | 0x40) as u16
+    } else {
+        ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    }
+}
+
+impl Operand {
+    /// Element `(r, c)` as bf16 bits.
+    ///
+    /// # Safety
+    /// `(r, c)` lies inside the matrix.
+    #[inline(always)]
+    unsafe fn at(self, r: usize, c: usize) -> u32 {
+        match self {
+            Operand::F32(p, rs) => to_bf16(*p.add(r * rs + c)) as u32,
+            Operand::Bf16(p, rs) => *p.add(r * rs + c) as u32,
+        }
+    }
+
+    /// The pair (k = 2p, k = 2p + 1) of row `r` of a `k`-column matrix, zero past its end.
+    #[inline(always)]
+    unsafe fn row_pair(self, r: usize, p: usize, k: usize) -> u32 {
+        let lo = self.at(r, 2 * p);
+        let hi = if 2 * p + 1 < k { self.at(r, 2 * p + 1) } else { 0 };
+        (hi << 16) | lo
+    }
+
+    /// The pair (k = 2p, k = 2p + 1) of column `c` of a `k`-row matrix, zero past its end.
+    #[inline(always)]
+    unsafe fn col_pair(self, p: usize, c: usize, k: usize) -> u32 {
+        let lo = self.at(2 * p, c);
+        let hi = if 2 * p + 1 < k { self.at(2 * p + 1, c) } else { 0 };
+        (hi << 16) | lo
+    }
+}
+
+/// The destination: row-major f32 with a row stride.
+#[derive(Clone, Copy)]
+struct Dst(*mut f32, usize);
+// SAFETY: tasks write disjoint tiles of it (see `gemm_add`)
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
+/// One task: rows `[i0, i0 + mc)` against right-operand panels `[p0, p1)` of the packed block.
+pub(crate) struct Task<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Operand,
+    bpack: &'a [u32],
+    dst: Dst,
+    jc: usize,
+    pc: usize,
+    kcp: usize,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    p1: usize,
+}
+
+/// Runs one [`Task`] with the lanes of the caller's choice (a `#[target_feature]` wrapper for the real ones).
+pub(crate) type TaskFn = unsafe fn(&Task);
+
+/// `dst (m×n) += lhs (m×k) · rhs (k×n)` in bf16 products with f32 accumulation; `run` computes each task (see
+/// [`task`]) and `threads` is how many run at once.
+///
+/// # Safety
+/// The operands address their whole matrices, `dst` an `m×n` matrix under its row stride that nothing else
+/// touches meanwhile, and `run` may run on this processor.
+pub(crate) unsafe fn gemm_add(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    lhs: Operand,
+    rhs: Operand,
+    run: TaskFn,
+    threads: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let kp = k.div_ceil(2);
+    let dst = Dst(dst, dst_rs);
+    let mut bpack: Vec<u32> = Vec::new();
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        let panels = nc.div_ceil(NR);
+        for pc in (0..kp).step_by(KCP) {
+            let kcp = KCP.min(kp - pc);
+            bpack.clear();
+            bpack.resize(panels * kcp * NR, 0);
+            bpack.par_chunks_mut(kcp * NR).enumerate().for_each(|(jp, panel)| {
+                let j0 = jc + jp * NR;
+                let cols = NR.min(n - j0);
+                for p in 0..kcp {
+                    let row = &mut panel[p * NR..p * NR + cols];
+                    for (c, v) in row.iter_mut().enumerate() {
+                        // SAFETY: column j0 + c < n, pair pc + p < kp
+                        *v = unsafe { rhs.col_pair(pc + p, j0 + c, k) };
+                    }
+                }
+            });
+            // tasks: every row block, its panels split so that all threads have work even for few rows
+            let mblocks = m.div_ceil(MC);
+            let splits = (2 * threads).div_ceil(mblocks).clamp(1, panels);
+            let bpack = &bpack;
+            (0..mblocks * splits).into_par_iter().for_each(|t| {
+                let (ib, s) = (t / splits, t % splits);
+                let i0 = ib * MC;
+                let task = Task {
+                    m,
+                    n,
+                    k,
+                    lhs,
+                    bpack,
+                    dst,
+                    jc,
+                    pc,
+                    kcp,
+                    i0,
+                    mc: MC.min(m - i0),
+                    p0: panels * s / splits,
+                    p1: panels * (s + 1) / splits,
+                };
+                if task.p0 < task.p1 {
+                    // SAFETY: the caller's contract; tasks cover disjoint (row block, panel range) tiles
+                    unsafe { run(&task) }
+                }
+            });
+        }
+    }
+}
+
+/// Packs the task's rows of the left operand and runs the micro-kernel over its tiles.
+///
+/// # Safety
+/// As [`gemm_add`]; `L` may run on this processor.
+#[inline(always)]
+pub(crate) unsafe fn task<L: Lanes>(t: &Task) {
+    let panels = t.mc.div_ceil(MR);
+    let mut apack = vec![0u32; panels * t.kcp * MR];
+    for ip in 0..panels {
+        let r0 = t.i0 + ip * MR;
+        let rows = MR.min(t.m - r0);
+        let panel = &mut apack[ip * t.kcp * MR..(ip + 1) * t.kcp * MR];
+        for r in 0..rows {
+            for p in 0..t.kcp {
+                panel[p * MR + r] = t.lhs.row_pair(r0 + r, t.pc + p, t.k);
+            }
+        }
+    }
+    let mut edge = [0f32; MR * NR];
+    for jp in t.p0..t.p1 {
+        let j0 = t.jc + jp * NR;
+        let cols = NR.min(t.n - j0);
+        let b = t.bpack.as_ptr().add(jp * t.kcp * NR);
+        for ip in 0..panels {
+            let r0 = t.i0 + ip * MR;
+            let rows = MR.min(t.m - r0);
+            let a = apack.as_ptr().add(ip * t.kcp * MR);
+            let c = t.dst.0.add(r0 * t.dst.1 + j0);
+            if rows == MR && cols == NR {
+                micro::<L>(t.kcp, a, b, c, t.dst.1);
+            } else {
+                // a partial tile goes through a full-size copy
+                for r in 0..rows {
+                    for j in 0..cols {
+                        edge[r * NR + j] = *c.add(r * t.dst.1 + j);
+                    }
+                }
+                micro::<L>(t.kcp, a, b, edge.as_mut_ptr(), NR);
+                for r in 0..rows {
+                    for j in 0..cols {
+                        *c.add(r * t.dst.1 + j) = edge[r * NR + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `c (MR×NR) += a-panel · b-panel` over `kcp` pairs.
+#[inline(always)]
+unsafe fn micro<L: Lanes>(kcp: usize, a: *const u32, b: *const u32, c: *mut f32, rs: usize) {
+    let mut acc: [[L; 2]; MR] = std::array::from_fn(|r| [L::load(c.add(r * rs)), L::load(c.add(r * rs + LANES))]);
+    for p in 0..kcp {
+        let b0 = L::load_pairs(b.add(p * NR));
+        let b1 = L::load_pairs(b.add(p * NR + LANES));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = L::splat_pair(*a.add(p * MR + r));
+            row[0] = row[0].dot(av, b0);
+            row[1] = row[1].dot(av, b1);
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        row[0].store(c.add(r * rs));
+        row[1].store(c.add(r * rs + LANES));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::lanes::Emulated;
+    use super::*;
+
+    /// The emulated run of the blocked GEMM: the packing, tiling and edges every real run uses.
+    unsafe fn emulated(t: &Task) {
+        task::<Emulated>(t)
+    }
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn bf(x: f32) -> f64 {
+        f32::from_bits((to_bf16(x) as u32) << 16) as f64
+    }
+
+    /// Every shape class (tile edges in m and n, odd k, k across several pair blocks, n across column blocks,
+    /// a destination with a wider row stride that already holds values), either operand in bf16, against the
+    /// f64 product of the bf16-rounded operands: only the f32 accumulation may differ.
+    #[test]
+    fn blocked_gemm_matches_bf16_products() {
+        let mut seed = 7u64;
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (12, 32, 2),
+            (13, 33, 3),
+            (5, 70, 257),
+            (200, 40, 64),
+            (30, 1100, 20),
+            (25, 31, 300),
+        ] {
+            for rhs_bf16 in [true, false] {
+                let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
+                let b16: Vec<u16> = b.iter().map(|&x| to_bf16(x)).collect();
+                let a16: Vec<u16> = a.iter().map(|&x| to_bf16(x)).collect();
+                let rs = n + 3;
+                let mut dst: Vec<f32> = (0..m * rs).map(|_| lcg(&mut seed)).collect();
+                let before = dst.clone();
+                let (lhs, rhs) = if rhs_bf16 {
+                    (Operand::F32(a.as_ptr(), k), Operand::Bf16(b16.as_ptr(), n))
+                } else {
+                    (Operand::Bf16(a16.as_ptr(), k), Operand::F32(b.as_ptr(), n))
+                };
+                // SAFETY: the vectors hold the whole matrices
+                unsafe { gemm_add((m, n, k), (dst.as_mut_ptr(), rs), lhs, rhs, emulated, 2) };
+                let mut worst = 0f64;
+                for i in 0..m {
+                    for j in 0..n {
+                        let want = before[i * rs + j] as f64
+                            + (0..k).map(|p| bf(a[i * k + p]) * bf(b[p * n + j])).sum::<f64>();
+                        worst = worst.max((dst[i * rs + j] as f64 - want).abs());
+                    }
+                    for j in n..rs {
+                        assert_eq!(dst[i * rs + j], before[i * rs + j], "wrote past column n");
+                    }
+                }
+                // f32 accumulation of k terms of size ≤ 1: a few ulps of the running sum
+                let bound = 1e-6 * (k as f64).max(8.0);
+                assert!(worst <= bound, "{m}x{n}x{k} rhs_bf16={rhs_bf16}: {worst:e} > {bound:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_to_bf16_is_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3F80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1)
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3F80);
+        // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties to even (1 + 2^-6)
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3F82);
+        assert_eq!(to_bf16(f32::INFINITY), 0x7F80);
+        assert_eq!(to_bf16(f32::MAX), 0x7F80, "rounds up to infinity");
+        assert!(f32::from_bits((to_bf16(f32::NAN) as u32) << 16).is_nan());
+        assert_eq!(to_bf16(-2.5), 0xC020);
+    }
+}

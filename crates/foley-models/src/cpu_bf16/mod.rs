@@ -1,0 +1,329 @@
+//! bf16 on the CPU: weights held in bf16 (half the memory), activations in f32, and every product of the two
+//! accumulated in f32.
+//!
+//! Networks built inside [`with_bf16_weights`] keep the weights of their [`Linear`](crate::linear::Linear)s and
+//! [`Conv1d`](crate::conv::Conv1d)s in bf16; everything else (norms, biases, embeddings, attention, the
+//! elementwise work) stays f32. The products run on one of two [`Kernel`]s, chosen once per process:
+//! - [`Kernel::Avx512Bf16`], where the processor has AVX512F and AVX512-BF16 and the kernel passes a self-test
+//!   against the other: a blocked GEMM on VDPBF16PS ([`blocked`]), the f32 activations rounded to bf16 as they are
+//!   packed (as the reference's bf16 activations are);
+//! - [`Kernel::Widen`] elsewhere: the bf16 operand is widened to f32 for each product and gemm's f32 kernels run
+//!   (exact products of the bf16 weights, f32 speed minus the widening). One log line says which runs.
+//!
+//! `FOLEY_CPU_BF16=widen` forces the second (to compare the two on one machine); `FOLEY_CPU_BF16=emulate` runs the
+//! first's blocked GEMM with VDPBF16PS emulated in plain Rust ([`Kernel::Emulated`]: the AVX512-BF16 kernel's
+//! numerics on any processor, slowly — for the parity tests, not for use).
+
+mod blocked;
+mod lanes;
+pub mod peak;
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+pub(crate) use blocked::Operand;
+
+thread_local! {
+    static BF16_WEIGHTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `build` with the GEMM weights of the CPU f32 networks it constructs (on this thread) held in bf16 (see
+/// the module docs). Networks built outside it keep f32 weights.
+pub fn with_bf16_weights<R>(build: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BF16_WEIGHTS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(BF16_WEIGHTS.with(|c| c.replace(true)));
+    build()
+}
+
+/// Whether a GEMM weight built now on this thread, on the CPU in f32, is to be held in bf16.
+pub(crate) fn bf16_weights() -> bool {
+    BF16_WEIGHTS.with(Cell::get)
+}
+
+/// How bf16 products run on this processor (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// VDPBF16PS, f32 accumulation.
+    Avx512Bf16,
+    /// The bf16 operand widened to f32, gemm's f32 kernels.
+    Widen,
+    /// [`Kernel::Avx512Bf16`]'s blocked GEMM with the instruction emulated (same numerics; slow).
+    Emulated,
+}
+
+impl Kernel {
+    /// The kernel of this process: chosen, logged and self-tested on first use.
+    pub fn get() -> Kernel {
+        static KERNEL: OnceLock<Kernel> = OnceLock::new();
+        *KERNEL.get_or_init(select)
+    }
+
+    /// A short name for reports (`avx512-bf16` or `widen`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512Bf16 => "avx512-bf16",
+            Kernel::Widen => "widen",
+            Kernel::Emulated => "emulated-avx512-bf16",
+        }
+    }
+}
+
+/// Whether the processor has AVX512F and AVX512-BF16.
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn select() -> Kernel {
+    match std::env::var("FOLEY_CPU_BF16").as_deref().map(str::trim) {
+        Ok("widen") => {
+            tracing::info!("CPU bf16: FOLEY_CPU_BF16=widen: bf16 weights are widened to f32 for each product");
+            return Kernel::Widen;
+        }
+        Ok("emulate") => {
+            tracing::warn!("CPU bf16: FOLEY_CPU_BF16=emulate: VDPBF16PS emulated in plain Rust (slow; for tests)");
+            return Kernel::Emulated;
+        }
+        _ => {}
+    }
+    if has_avx512_bf16() {
+        match self_test() {
+            Ok(()) => {
+                tracing::info!("CPU bf16: products on AVX512-BF16 (VDPBF16PS) with f32 accumulation");
+                return Kernel::Avx512Bf16;
+            }
+            Err(e) => tracing::error!(
+                "CPU bf16: the AVX512-BF16 kernel failed its self-test ({e}); bf16 weights are widened to f32 instead"
+            ),
+        }
+    } else {
+        tracing::warn!(
+            "CPU bf16: this processor has no AVX512-BF16, so bf16 weights are widened to f32 for each product \
+             (half the weight memory; no bf16 speed-up)"
+        );
+    }
+    Kernel::Widen
+}
+
+/// The VDPBF16PS kernel against the widened f32 product, on shapes with every kind of tile edge.
+fn self_test() -> Result<(), String> {
+    for &(m, n, k) in &[(37, 45, 70), (200, 70, 300), (1, 33, 5)] {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
+        let w: Vec<u16> = (0..k * n).map(|i| blocked::to_bf16(((i * 53 % 97) as f32 - 48.0) / 32.0)).collect();
+        let (mut got, mut want) = (vec![0f32; m * n], vec![0f32; m * n]);
+        let lhs = Operand::F32(a.as_ptr(), k);
+        let rhs = Operand::Bf16(w.as_ptr(), n);
+        // SAFETY: the vectors hold the whole matrices; the caller checked the processor's features
+        unsafe {
+            avx512_gemm_add((m, n, k), (got.as_mut_ptr(), n), lhs, rhs);
+            widen_gemm_add((m, n, k), (want.as_mut_ptr(), n), lhs, rhs);
+        }
+        // the kernel also rounds the f32 operand to bf16: relative 2^-9 per product, k products of size ≤ 1.2
+        let bound = 4e-3 * k as f32;
+        let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+        if !(worst <= bound) {
+            return Err(format!("{m}x{n}x{k}: max error {worst:e} > {bound:e}"));
+        }
+    }
+    Ok(())
+}
+
+/// `dst (m×n, row stride) += lhs (m×k) · rhs (k×n)`, either operand f32 or bf16, on this process's [`Kernel`].
+///
+/// # Safety
+/// The operands address their whole matrices and `dst` an `m×n` matrix under its stride that nothing else
+/// touches meanwhile.
+pub(crate) unsafe fn gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Operand) {
+    match Kernel::get() {
+        Kernel::Avx512Bf16 => avx512_gemm_add(mnk, dst, lhs, rhs),
+        Kernel::Widen => widen_gemm_add(mnk, dst, lhs, rhs),
+        Kernel::Emulated => {
+            unsafe fn run(t: &blocked::Task) {
+                blocked::task::<lanes::Emulated>(t)
+            }
+            blocked::gemm_add(mnk, dst, lhs, rhs, run, rayon::current_num_threads())
+        }
+    }
+}
+
+/// [`gemm_add`] on VDPBF16PS.
+///
+/// # Safety
+/// As [`gemm_add`], on a processor with AVX512F and AVX512-BF16.
+unsafe fn avx512_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Operand) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bf16")]
+        unsafe fn run(t: &blocked::Task) {
+            blocked::task::<lanes::Avx512Bf16>(t)
+        }
+        blocked::gemm_add(mnk, dst, lhs, rhs, run, rayon::current_num_threads());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (mnk, dst, lhs, rhs);
+        unreachable!("AVX512-BF16 is an x86-64 extension")
+    }
+}
+
+/// An operand as f32: the f32 one as it is, a bf16 one widened into `buf` (rows in parallel).
+///
+/// # Safety
+/// `op` addresses a `rows × cols` matrix.
+unsafe fn as_f32(op: Operand, rows: usize, cols: usize, buf: &mut Vec<f32>) -> (*const f32, usize) {
+    match op {
+        Operand::F32(p, rs) => (p, rs),
+        Operand::Bf16(p, rs) => {
+            *buf = vec![0f32; rows * cols];
+            let src = Operand::Bf16(p, rs);
+            buf.par_chunks_mut(cols.max(1)).enumerate().for_each(|(r, row)| {
+                let Operand::Bf16(p, rs) = src else { return };
+                // SAFETY: row r < rows of a matrix the caller vouches for
+                let from = unsafe { std::slice::from_raw_parts(p.add(r * rs), cols) };
+                for (d, &h) in row.iter_mut().zip(from) {
+                    *d = f32::from_bits((h as u32) << 16);
+                }
+            });
+            (buf.as_ptr(), cols)
+        }
+    }
+}
+
+/// [`gemm_add`] with the bf16 operands widened to f32 and gemm's f32 kernels.
+///
+/// # Safety
+/// As [`gemm_add`].
+unsafe fn widen_gemm_add((m, n, k): (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Operand) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let (mut lbuf, mut rbuf) = (Vec::new(), Vec::new());
+    let (l, l_rs) = as_f32(lhs, m, k, &mut lbuf);
+    let (r, r_rs) = as_f32(rhs, k, n, &mut rbuf);
+    crate::conv::gemm_add((m, n, k), dst, (l, l_rs), (r, r_rs), gemm_parallelism());
+}
+
+/// gemm's parallelism for rayon's thread count.
+pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `x (…, k) · w (k, n)` for f32 activations and a bf16 weight on the CPU (contiguous), in f32.
+pub fn matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = x.dims();
+    let Some((&k, lead)) = dims.split_last() else { candle_core::bail!("bf16 matmul: scalar input") };
+    let rows = lead.iter().product::<usize>();
+    let y = x.reshape((rows, k))?.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &MatMul)?;
+    let mut out = lead.to_vec();
+    out.push(w.dim(1)?);
+    y.reshape(out)
+}
+
+/// The [`matmul`] op: `(m, k)` f32 × `(k, n)` bf16 → `(m, n)` f32.
+struct MatMul;
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "bf16-weight-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(x), CpuStorage::BF16(w)) = (xs, ws) else {
+            candle_core::bail!("{}: f32 activations and a bf16 weight only", self.name())
+        };
+        let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets()) else {
+            candle_core::bail!("{}: inputs have to be contiguous", self.name())
+        };
+        let ((m, k), (kw, n)) = (xl.shape().dims2()?, wl.shape().dims2()?);
+        if k != kw {
+            candle_core::bail!("{}: ({m}, {k}) × ({kw}, {n})", self.name())
+        }
+        let (x, w) = (&x[x0..x1], &w[w0..w1]);
+        let mut out = vec![0f32; m * n];
+        // SAFETY: x is m×k and w k×n, contiguous (checked above); out is m×n
+        unsafe {
+            gemm_add(
+                (m, n, k),
+                (out.as_mut_ptr(), n),
+                Operand::F32(x.as_ptr(), k),
+                Operand::Bf16(w.as_ptr().cast::<u16>(), n),
+            )
+        };
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn scope_is_per_thread_and_restored() {
+        assert!(!bf16_weights());
+        let inner = with_bf16_weights(|| {
+            let other = std::thread::spawn(bf16_weights).join().unwrap();
+            (bf16_weights(), other)
+        });
+        assert_eq!(inner, (true, false));
+        assert!(!bf16_weights());
+        let _ = std::panic::catch_unwind(|| with_bf16_weights(|| panic!("build failed")));
+        assert!(!bf16_weights(), "restored after a panic");
+    }
+
+    /// The product of f32 activations and a bf16 weight equals candle's f32 matmul of the same (bf16-valued)
+    /// weight: exactly up to f32 summation order on the widening kernel, within the activations' bf16 rounding on
+    /// VDPBF16PS.
+    #[test]
+    fn matmul_matches_f32_product_of_the_bf16_weight() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (96, 70), &dev)?.to_dtype(DType::BF16)?;
+        let wf = w.to_dtype(DType::F32)?;
+        for shape in [vec![5, 96], vec![2, 3, 96], vec![300, 96]] {
+            let x = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev)?;
+            let got = matmul(&x, &w)?;
+            let want = x.broadcast_matmul(&wf)?;
+            assert_eq!(got.dims(), want.dims());
+            let e = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let bound = match Kernel::get() {
+                Kernel::Widen => 1e-4,
+                // |x|, |w| ≲ 4: 96 products with a relative 2^-9 error each
+                Kernel::Avx512Bf16 | Kernel::Emulated => 96.0 * 16.0 / 512.0,
+            };
+            assert!(e <= bound, "{shape:?}: {e} > {bound} on {:?}", Kernel::get());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn self_test_passes_on_this_processor() {
+        if has_avx512_bf16() {
+            self_test().unwrap();
+        } else {
+            eprintln!("no AVX512-BF16 here: the VDPBF16PS kernel is covered by the emulated tests only");
+        }
+    }
+}
