@@ -234,16 +234,25 @@ impl MMAudio {
                 mlp: SwiGlu::conv(h, 4 * h, k_mlp, k_mlp / 2, vb.pp("2"))?,
             })
         };
-        let clip_input_proj = InputProj {
-            first: First::Linear(linear::linear(cfg.clip_dim, h, vb.pp("clip_input_proj.0"))?),
-            act: lin_act,
-            mlp: SwiGlu::conv(h, 4 * h, 3, 1, vb.pp("clip_input_proj").pp(lin_mlp))?,
-        };
-        let text_input_proj = InputProj {
-            first: First::Linear(linear::linear(cfg.text_dim, h, vb.pp("text_input_proj.0"))?),
-            act: lin_act,
-            mlp: SwiGlu::mlp(h, 4 * h, vb.pp("text_input_proj").pp(lin_mlp))?,
-        };
+        // the conditioning projections run once per generation, not per step: f32 weights even in CPU bf16
+        let (clip_input_proj, text_input_proj, sync_input_proj, clip_cond_proj, text_cond_proj) =
+            crate::cpu_bf16::with_f32_weights(|| -> Result<_> {
+                Ok((
+                    InputProj {
+                        first: First::Linear(linear::linear(cfg.clip_dim, h, vb.pp("clip_input_proj.0"))?),
+                        act: lin_act,
+                        mlp: SwiGlu::conv(h, 4 * h, 3, 1, vb.pp("clip_input_proj").pp(lin_mlp))?,
+                    },
+                    InputProj {
+                        first: First::Linear(linear::linear(cfg.text_dim, h, vb.pp("text_input_proj.0"))?),
+                        act: lin_act,
+                        mlp: SwiGlu::mlp(h, 4 * h, vb.pp("text_input_proj").pp(lin_mlp))?,
+                    },
+                    conv_proj(cfg.sync_dim, 3, vb.pp("sync_input_proj"))?,
+                    linear::linear(h, h, vb.pp("clip_cond_proj"))?,
+                    linear::linear(h, h, vb.pp("text_cond_proj"))?,
+                ))
+            })?;
         let t_embed = if cfg.v2 {
             TimestepEmbedder::new(h, h, 1.0, vb.pp("t_embed"))?
         } else {
@@ -276,10 +285,10 @@ impl MMAudio {
         Ok(Self {
             audio_input_proj: conv_proj(cfg.latent_dim, 7, vb.pp("audio_input_proj"))?,
             clip_input_proj,
-            sync_input_proj: conv_proj(cfg.sync_dim, 3, vb.pp("sync_input_proj"))?,
+            sync_input_proj,
             text_input_proj,
-            clip_cond_proj: linear::linear(h, h, vb.pp("clip_cond_proj"))?,
-            text_cond_proj: linear::linear(h, h, vb.pp("text_cond_proj"))?,
+            clip_cond_proj,
+            text_cond_proj,
             global_cond_mlp: SwiGlu::mlp(h, 4 * h, vb.pp("global_cond_mlp"))?,
             sync_pos_emb: vb.get((1, 1, SYNC_FRAMES_PER_SEGMENT, cfg.sync_dim), "sync_pos_emb")?,
             final_layer: FinalBlock::new(h, cfg.latent_dim, vb.pp("final_layer"))?,

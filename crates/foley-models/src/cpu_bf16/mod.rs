@@ -33,13 +33,23 @@ thread_local! {
 /// Runs `build` with the GEMM weights of the CPU f32 networks it constructs (on this thread) held in bf16 (see
 /// the module docs). Networks built outside it keep f32 weights.
 pub fn with_bf16_weights<R>(build: impl FnOnce() -> R) -> R {
+    scoped(true, build)
+}
+
+/// Runs `build` with f32 weights even inside [`with_bf16_weights`]: for the layers that run once per generation
+/// (the MM-DiT's conditioning projections), where bf16 would save no time worth its rounding.
+pub fn with_f32_weights<R>(build: impl FnOnce() -> R) -> R {
+    scoped(false, build)
+}
+
+fn scoped<R>(bf16: bool, build: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             BF16_WEIGHTS.with(|c| c.set(self.0));
         }
     }
-    let _restore = Restore(BF16_WEIGHTS.with(|c| c.replace(true)));
+    let _restore = Restore(BF16_WEIGHTS.with(|c| c.replace(bf16)));
     build()
 }
 
@@ -290,6 +300,7 @@ mod tests {
         });
         assert_eq!(inner, (true, false));
         assert!(!bf16_weights());
+        assert_eq!(with_bf16_weights(|| (with_f32_weights(bf16_weights), bf16_weights())), (false, true));
         let _ = std::panic::catch_unwind(|| with_bf16_weights(|| panic!("build failed")));
         assert!(!bf16_weights(), "restored after a panic");
     }
