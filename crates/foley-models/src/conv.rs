@@ -147,6 +147,15 @@ impl CustomOp2 for TapGemm {
             candle_core::bail!("{}: inputs have to be contiguous", self.name())
         };
         let (x, w) = (&x[x0..x1], w.slice(w0, w1));
+        // without AVX512-BF16 the bf16 weight is widened once per call, not once per tap and batch element
+        let widened;
+        let w = match w {
+            Weight::Bf16(h) if cpu_bf16::Kernel::get() == cpu_bf16::Kernel::Widen => {
+                widened = cpu_bf16::widen(h);
+                Weight::F32(&widened)
+            }
+            w => w,
+        };
         let (b, d1, d2) = xl.shape().dims3()?;
         let (k, o, c) = match self.axis {
             ChannelAxis::First => wl.shape().dims3()?,

@@ -190,6 +190,21 @@ unsafe fn avx512_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lh
     }
 }
 
+/// bf16 bits widened to f32, in parallel.
+pub(crate) fn widen(h: &[u16]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(h.len());
+    // SAFETY: every element is written by the parallel loop below before the vector is read
+    let spare = &mut out.spare_capacity_mut()[..h.len()];
+    spare.par_chunks_mut(1 << 16).zip(h.par_chunks(1 << 16)).for_each(|(d, s)| {
+        for (d, &v) in d.iter_mut().zip(s) {
+            d.write(f32::from_bits((v as u32) << 16));
+        }
+    });
+    // SAFETY: all h.len() elements were initialised above
+    unsafe { out.set_len(h.len()) };
+    out
+}
+
 /// An operand as f32: the f32 one as it is, a bf16 one widened into `buf` (rows in parallel).
 ///
 /// # Safety
@@ -197,17 +212,17 @@ unsafe fn avx512_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lh
 unsafe fn as_f32(op: Operand, rows: usize, cols: usize, buf: &mut Vec<f32>) -> (*const f32, usize) {
     match op {
         Operand::F32(p, rs) => (p, rs),
+        Operand::Bf16(p, rs) if rs == cols => {
+            // contiguous rows: one flat widening
+            *buf = widen(std::slice::from_raw_parts(p, rows * cols));
+            (buf.as_ptr(), cols)
+        }
         Operand::Bf16(p, rs) => {
-            *buf = vec![0f32; rows * cols];
-            let src = Operand::Bf16(p, rs);
-            buf.par_chunks_mut(cols.max(1)).enumerate().for_each(|(r, row)| {
-                let Operand::Bf16(p, rs) = src else { return };
-                // SAFETY: row r < rows of a matrix the caller vouches for
-                let from = unsafe { std::slice::from_raw_parts(p.add(r * rs), cols) };
-                for (d, &h) in row.iter_mut().zip(from) {
-                    *d = f32::from_bits((h as u32) << 16);
-                }
-            });
+            *buf = Vec::with_capacity(rows * cols);
+            for r in 0..rows {
+                let from = std::slice::from_raw_parts(p.add(r * rs), cols);
+                buf.extend(from.iter().map(|&h| f32::from_bits((h as u32) << 16)));
+            }
             (buf.as_ptr(), cols)
         }
     }
