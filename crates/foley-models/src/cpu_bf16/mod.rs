@@ -76,7 +76,7 @@ impl Kernel {
         *KERNEL.get_or_init(select)
     }
 
-    /// A short name for reports (`avx512-bf16` or `widen`).
+    /// A short name for reports (`avx512-bf16`, `widen` or `emulated-avx512-bf16`).
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Avx512Bf16 => "avx512-bf16",

@@ -27,7 +27,7 @@ impl Peak {
     }
 }
 
-/// Floating-point operations one call of a peak loop does per iteration count.
+/// Independent accumulator chains per thread in a peak loop (enough to hide the instructions' latency).
 const CHAINS: usize = 12;
 
 /// GFLOP/s of `peak` on all of rayon's threads at once over about `seconds`, or `None` where the processor lacks
@@ -147,7 +147,7 @@ impl GemmKind {
     }
 }
 
-/// GFLOP/s of `dst (m×n) = x (m×k) · w (k×n)` with `kind`, the best of `reps` runs after one warm-up.
+/// GFLOP/s of `dst (m×n) = x (m×k) · w (k×n)` with `kind`: the fastest of `reps + 1` runs (the first also warms up).
 pub fn gemm_gflops(kind: GemmKind, (m, n, k): (usize, usize, usize), reps: usize) -> f64 {
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
     let wf: Vec<f32> = (0..k * n).map(|i| ((i * 104_729 % 1000) as f32 - 500.0) / 5000.0).collect();
