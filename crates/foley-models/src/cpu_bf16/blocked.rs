@@ -42,33 +42,76 @@ pub(crate) fn to_bf16(x: f32) -> u16 {
     }
 }
 
+/// Two bf16 values as one pair: `lo` (even k) in the low half, `hi` (odd k) in the high half.
+#[inline(always)]
+fn pair(lo: u16, hi: u16) -> u32 {
+    ((hi as u32) << 16) | lo as u32
+}
+
 impl Operand {
-    /// Element `(r, c)` as bf16 bits.
+    /// Packs pairs `[p0, p0 + np)` of the columns `[c0, c0 + out_row_len)` of this `k`-row matrix: pair `p` of
+    /// column `c0 + j` goes to `out[p * stride + j]`; the odd-k half past the last row is zero.
     ///
     /// # Safety
-    /// `(r, c)` lies inside the matrix.
-    #[inline(always)]
-    unsafe fn at(self, r: usize, c: usize) -> u32 {
-        match self {
-            Operand::F32(p, rs) => to_bf16(*p.add(r * rs + c)) as u32,
-            Operand::Bf16(p, rs) => *p.add(r * rs + c) as u32,
+    /// Those rows and columns lie inside the matrix; `out` holds `np` rows of `stride ≥ cols`.
+    unsafe fn pack_cols(self, k: usize, (p0, np): (usize, usize), (c0, cols): (usize, usize), out: &mut [u32], stride: usize) {
+        for p in 0..np {
+            let (even, odd) = (2 * (p0 + p), 2 * (p0 + p) + 1);
+            let dst = &mut out[p * stride..p * stride + cols];
+            match self {
+                Operand::Bf16(ptr, rs) => {
+                    let lo = std::slice::from_raw_parts(ptr.add(even * rs + c0), cols);
+                    if odd < k {
+                        let hi = std::slice::from_raw_parts(ptr.add(odd * rs + c0), cols);
+                        for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                            *d = pair(l, h);
+                        }
+                    } else {
+                        for (d, &l) in dst.iter_mut().zip(lo) {
+                            *d = pair(l, 0);
+                        }
+                    }
+                }
+                Operand::F32(ptr, rs) => {
+                    let lo = std::slice::from_raw_parts(ptr.add(even * rs + c0), cols);
+                    if odd < k {
+                        let hi = std::slice::from_raw_parts(ptr.add(odd * rs + c0), cols);
+                        for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                            *d = pair(to_bf16(l), to_bf16(h));
+                        }
+                    } else {
+                        for (d, &l) in dst.iter_mut().zip(lo) {
+                            *d = pair(to_bf16(l), 0);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// The pair (k = 2p, k = 2p + 1) of row `r` of a `k`-column matrix, zero past its end.
-    #[inline(always)]
-    unsafe fn row_pair(self, r: usize, p: usize, k: usize) -> u32 {
-        let lo = self.at(r, 2 * p);
-        let hi = if 2 * p + 1 < k { self.at(r, 2 * p + 1) } else { 0 };
-        (hi << 16) | lo
-    }
-
-    /// The pair (k = 2p, k = 2p + 1) of column `c` of a `k`-row matrix, zero past its end.
-    #[inline(always)]
-    unsafe fn col_pair(self, p: usize, c: usize, k: usize) -> u32 {
-        let lo = self.at(2 * p, c);
-        let hi = if 2 * p + 1 < k { self.at(2 * p + 1, c) } else { 0 };
-        (hi << 16) | lo
+    /// Packs pairs `[p0, p0 + np)` of the rows `[r0, r0 + rows)` of this `k`-column matrix: pair `p` of row `r0 + r`
+    /// goes to `out[p * stride + r]`; the odd-k half past the last column is zero.
+    ///
+    /// # Safety
+    /// Those rows and columns lie inside the matrix; `out` holds `np` rows of `stride ≥ rows`.
+    unsafe fn pack_rows(self, k: usize, (p0, np): (usize, usize), (r0, rows): (usize, usize), out: &mut [u32], stride: usize) {
+        let len = (2 * np).min(k - 2 * p0);
+        for r in 0..rows {
+            match self {
+                Operand::Bf16(ptr, rs) => {
+                    let src = std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len);
+                    for (p, two) in src.chunks(2).enumerate() {
+                        out[p * stride + r] = pair(two[0], two.get(1).copied().unwrap_or(0));
+                    }
+                }
+                Operand::F32(ptr, rs) => {
+                    let src = std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len);
+                    for (p, two) in src.chunks(2).enumerate() {
+                        out[p * stride + r] = pair(to_bf16(two[0]), two.get(1).map_or(0, |&h| to_bf16(h)));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -128,14 +171,8 @@ pub(crate) unsafe fn gemm_add(
             bpack.resize(panels * kcp * NR, 0);
             bpack.par_chunks_mut(kcp * NR).enumerate().for_each(|(jp, panel)| {
                 let j0 = jc + jp * NR;
-                let cols = NR.min(n - j0);
-                for p in 0..kcp {
-                    let row = &mut panel[p * NR..p * NR + cols];
-                    for (c, v) in row.iter_mut().enumerate() {
-                        // SAFETY: column j0 + c < n, pair pc + p < kp
-                        *v = unsafe { rhs.col_pair(pc + p, j0 + c, k) };
-                    }
-                }
+                // SAFETY: columns [j0, j0 + cols) ⊂ [0, n), pairs [pc, pc + kcp) ⊂ [0, kp); panel is kcp × NR
+                unsafe { rhs.pack_cols(k, (pc, kcp), (j0, NR.min(n - j0)), panel, NR) };
             });
             // tasks: every row block, its panels split so that all threads have work even for few rows
             let mblocks = m.div_ceil(MC);
@@ -180,11 +217,7 @@ pub(crate) unsafe fn task<L: Lanes>(t: &Task) {
         let r0 = t.i0 + ip * MR;
         let rows = MR.min(t.m - r0);
         let panel = &mut apack[ip * t.kcp * MR..(ip + 1) * t.kcp * MR];
-        for r in 0..rows {
-            for p in 0..t.kcp {
-                panel[p * MR + r] = t.lhs.row_pair(r0 + r, t.pc + p, t.k);
-            }
-        }
+        t.lhs.pack_rows(t.k, (t.pc, t.kcp), (r0, rows), panel, MR);
     }
     let mut edge = [0f32; MR * NR];
     for jp in t.p0..t.p1 {
