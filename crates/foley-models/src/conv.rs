@@ -176,7 +176,7 @@ impl CustomOp2 for TapGemm {
             candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
         };
         let mut out = vec![0f32; b * o * t_out];
-        let par = crate::cpu_bf16::gemm_parallelism();
+        let par = gemm_parallelism();
         for bi in 0..b {
             let xb = &x[bi * c * t..(bi + 1) * c * t];
             let ob = &mut out[bi * o * t_out..(bi + 1) * o * t_out];
@@ -231,6 +231,14 @@ impl CustomOp2 for TapGemm {
             ChannelAxis::Last => Shape::from((b, t_out, o)),
         };
         Ok((CpuStorage::F32(out), shape))
+    }
+}
+
+/// gemm's parallelism for rayon's thread count.
+pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
     }
 }
 

@@ -34,7 +34,7 @@ fn main() -> std::process::ExitCode {
     if !(f && bf) {
         return std::process::ExitCode::from(2);
     }
-    let widen = |h: u16| f32::from_bits((h as u32) << 16) as f64;
+    let widen = |h: u16| cpu_bf16::blocked::bf16_to_f32(h) as f64;
     let mut seed = 11u64;
     let mut ok = true;
     // tile edges in m and n, odd k, k over several pair blocks, n over two column blocks, either operand bf16

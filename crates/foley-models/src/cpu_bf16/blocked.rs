@@ -48,44 +48,41 @@ fn pair(lo: u16, hi: u16) -> u32 {
     ((hi as u32) << 16) | lo as u32
 }
 
+/// bf16 bits as f32 (exact).
+#[inline(always)]
+pub(crate) fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// An operand's element type: f32 (rounded to bf16 when packed) or bf16 bits (copied).
+trait Elem: Copy {
+    fn bits(self) -> u16;
+}
+
+impl Elem for u16 {
+    #[inline(always)]
+    fn bits(self) -> u16 {
+        self
+    }
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn bits(self) -> u16 {
+        to_bf16(self)
+    }
+}
+
 impl Operand {
-    /// Packs pairs `[p0, p0 + np)` of the columns `[c0, c0 + out_row_len)` of this `k`-row matrix: pair `p` of
-    /// column `c0 + j` goes to `out[p * stride + j]`; the odd-k half past the last row is zero.
+    /// Packs pairs `[p0, p0 + np)` of the columns `[c0, c0 + cols)` of this `k`-row matrix: pair `p` of column
+    /// `c0 + j` goes to `out[p * stride + j]`; the odd-k half past the last row is zero.
     ///
     /// # Safety
     /// Those rows and columns lie inside the matrix; `out` holds `np` rows of `stride ≥ cols`.
-    unsafe fn pack_cols(self, k: usize, (p0, np): (usize, usize), (c0, cols): (usize, usize), out: &mut [u32], stride: usize) {
-        for p in 0..np {
-            let (even, odd) = (2 * (p0 + p), 2 * (p0 + p) + 1);
-            let dst = &mut out[p * stride..p * stride + cols];
-            match self {
-                Operand::Bf16(ptr, rs) => {
-                    let lo = std::slice::from_raw_parts(ptr.add(even * rs + c0), cols);
-                    if odd < k {
-                        let hi = std::slice::from_raw_parts(ptr.add(odd * rs + c0), cols);
-                        for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
-                            *d = pair(l, h);
-                        }
-                    } else {
-                        for (d, &l) in dst.iter_mut().zip(lo) {
-                            *d = pair(l, 0);
-                        }
-                    }
-                }
-                Operand::F32(ptr, rs) => {
-                    let lo = std::slice::from_raw_parts(ptr.add(even * rs + c0), cols);
-                    if odd < k {
-                        let hi = std::slice::from_raw_parts(ptr.add(odd * rs + c0), cols);
-                        for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
-                            *d = pair(to_bf16(l), to_bf16(h));
-                        }
-                    } else {
-                        for (d, &l) in dst.iter_mut().zip(lo) {
-                            *d = pair(to_bf16(l), 0);
-                        }
-                    }
-                }
-            }
+    unsafe fn pack_cols(self, k: usize, pairs: (usize, usize), cols: (usize, usize), out: &mut [u32], stride: usize) {
+        match self {
+            Operand::F32(ptr, rs) => pack_cols(ptr, rs, k, pairs, cols, out, stride),
+            Operand::Bf16(ptr, rs) => pack_cols(ptr, rs, k, pairs, cols, out, stride),
         }
     }
 
@@ -94,23 +91,58 @@ impl Operand {
     ///
     /// # Safety
     /// Those rows and columns lie inside the matrix; `out` holds `np` rows of `stride ≥ rows`.
-    unsafe fn pack_rows(self, k: usize, (p0, np): (usize, usize), (r0, rows): (usize, usize), out: &mut [u32], stride: usize) {
-        let len = (2 * np).min(k - 2 * p0);
-        for r in 0..rows {
-            match self {
-                Operand::Bf16(ptr, rs) => {
-                    let src = std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len);
-                    for (p, two) in src.chunks(2).enumerate() {
-                        out[p * stride + r] = pair(two[0], two.get(1).copied().unwrap_or(0));
-                    }
-                }
-                Operand::F32(ptr, rs) => {
-                    let src = std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len);
-                    for (p, two) in src.chunks(2).enumerate() {
-                        out[p * stride + r] = pair(to_bf16(two[0]), two.get(1).map_or(0, |&h| to_bf16(h)));
-                    }
-                }
+    unsafe fn pack_rows(self, k: usize, pairs: (usize, usize), rows: (usize, usize), out: &mut [u32], stride: usize) {
+        match self {
+            Operand::F32(ptr, rs) => pack_rows(ptr, rs, k, pairs, rows, out, stride),
+            Operand::Bf16(ptr, rs) => pack_rows(ptr, rs, k, pairs, rows, out, stride),
+        }
+    }
+}
+
+/// [`Operand::pack_cols`] for one element type (`ptr`, row stride `rs`).
+#[inline(always)]
+unsafe fn pack_cols<T: Elem>(
+    ptr: *const T,
+    rs: usize,
+    k: usize,
+    (p0, np): (usize, usize),
+    (c0, cols): (usize, usize),
+    out: &mut [u32],
+    stride: usize,
+) {
+    for p in 0..np {
+        let (even, odd) = (2 * (p0 + p), 2 * (p0 + p) + 1);
+        let dst = &mut out[p * stride..p * stride + cols];
+        let lo = std::slice::from_raw_parts(ptr.add(even * rs + c0), cols);
+        if odd < k {
+            let hi = std::slice::from_raw_parts(ptr.add(odd * rs + c0), cols);
+            for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                *d = pair(l.bits(), h.bits());
             }
+        } else {
+            for (d, &l) in dst.iter_mut().zip(lo) {
+                *d = pair(l.bits(), 0);
+            }
+        }
+    }
+}
+
+/// [`Operand::pack_rows`] for one element type (`ptr`, row stride `rs`).
+#[inline(always)]
+unsafe fn pack_rows<T: Elem>(
+    ptr: *const T,
+    rs: usize,
+    k: usize,
+    (p0, np): (usize, usize),
+    (r0, rows): (usize, usize),
+    out: &mut [u32],
+    stride: usize,
+) {
+    let len = (2 * np).min(k - 2 * p0);
+    for r in 0..rows {
+        let src = std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len);
+        for (p, two) in src.chunks(2).enumerate() {
+            out[p * stride + r] = pair(two[0].bits(), two.get(1).map_or(0, |h| h.bits()));
         }
     }
 }
@@ -284,7 +316,7 @@ mod tests {
     }
 
     fn bf(x: f32) -> f64 {
-        f32::from_bits((to_bf16(x) as u32) << 16) as f64
+        bf16_to_f32(to_bf16(x)) as f64
     }
 
     /// Every shape class (tile edges in m and n, odd k, k across several pair blocks, n across column blocks,
@@ -344,7 +376,7 @@ mod tests {
         assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3F82);
         assert_eq!(to_bf16(f32::INFINITY), 0x7F80);
         assert_eq!(to_bf16(f32::MAX), 0x7F80, "rounds up to infinity");
-        assert!(f32::from_bits((to_bf16(f32::NAN) as u32) << 16).is_nan());
+        assert!(bf16_to_f32(to_bf16(f32::NAN)).is_nan());
         assert_eq!(to_bf16(-2.5), 0xC020);
     }
 }

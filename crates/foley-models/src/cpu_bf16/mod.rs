@@ -197,7 +197,7 @@ pub(crate) fn widen(h: &[u16]) -> Vec<f32> {
     let spare = &mut out.spare_capacity_mut()[..h.len()];
     spare.par_chunks_mut(1 << 16).zip(h.par_chunks(1 << 16)).for_each(|(d, s)| {
         for (d, &v) in d.iter_mut().zip(s) {
-            d.write(f32::from_bits((v as u32) << 16));
+            d.write(blocked::bf16_to_f32(v));
         }
     });
     // SAFETY: all h.len() elements were initialised above
@@ -221,7 +221,7 @@ unsafe fn as_f32(op: Operand, rows: usize, cols: usize, buf: &mut Vec<f32>) -> (
             *buf = Vec::with_capacity(rows * cols);
             for r in 0..rows {
                 let from = std::slice::from_raw_parts(p.add(r * rs), cols);
-                buf.extend(from.iter().map(|&h| f32::from_bits((h as u32) << 16)));
+                buf.extend(from.iter().map(|&h| blocked::bf16_to_f32(h)));
             }
             (buf.as_ptr(), cols)
         }
@@ -239,15 +239,7 @@ unsafe fn widen_gemm_add((m, n, k): (usize, usize, usize), dst: (*mut f32, usize
     let (mut lbuf, mut rbuf) = (Vec::new(), Vec::new());
     let (l, l_rs) = as_f32(lhs, m, k, &mut lbuf);
     let (r, r_rs) = as_f32(rhs, k, n, &mut rbuf);
-    crate::conv::gemm_add((m, n, k), dst, (l, l_rs), (r, r_rs), gemm_parallelism());
-}
-
-/// gemm's parallelism for rayon's thread count.
-pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
+    crate::conv::gemm_add((m, n, k), dst, (l, l_rs), (r, r_rs), crate::conv::gemm_parallelism());
 }
 
 /// `x (…, k) · w (k, n)` for f32 activations and a bf16 weight on the CPU (contiguous), in f32.

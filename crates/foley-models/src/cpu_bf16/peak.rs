@@ -163,7 +163,7 @@ pub fn gemm_gflops(kind: GemmKind, (m, n, k): (usize, usize, usize), reps: usize
             let lhs = Operand::F32(x.as_ptr(), k);
             match kind {
                 GemmKind::F32 => {
-                    crate::conv::gemm_add((m, n, k), out, (x.as_ptr(), k), (wf.as_ptr(), n), super::gemm_parallelism())
+                    crate::conv::gemm_add((m, n, k), out, (x.as_ptr(), k), (wf.as_ptr(), n), crate::conv::gemm_parallelism())
                 }
                 GemmKind::Bf16Widen => widen_gemm_add((m, n, k), out, lhs, Operand::Bf16(wh.as_ptr(), n)),
                 GemmKind::Bf16Avx512 => gemm_add((m, n, k), out, lhs, Operand::Bf16(wh.as_ptr(), n)),

@@ -204,20 +204,22 @@ pub fn fixtures(module: &str) -> Vec<Fixture> {
         .collect()
 }
 
-/// Max |a - b| over all elements (on the host, in f32); panics on a shape mismatch.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+/// `a - b` on the host in f32; panics on a shape mismatch.
+fn host_diff(a: &Tensor, b: &Tensor) -> Tensor {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
     let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
     let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b).unwrap()
+}
+
+/// Max |a - b| over all elements (on the host, in f32); panics on a shape mismatch.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    host_diff(a, b).abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 /// Root-mean-square of `a - b` (on the host, in f32).
 pub fn rms_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().sqr().unwrap().flatten_all().unwrap().mean(0).unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap()
+    host_diff(a, b).sqr().unwrap().flatten_all().unwrap().mean(0).unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap()
 }
 
 /// The max-abs error allowed for an f32 tolerance `tol` ([`MODULE_TOL`] or [`SAMPLER_TOL`]) in the test dtype,
