@@ -8,7 +8,11 @@ use foley_media::MediaError;
 pub const USER_ERROR: u8 = 2;
 
 /// Prints `error: <reason>` on one line and returns 2 for user-caused failures, 1 otherwise.
+/// A closed standard output (`foley models list | head`) ends quietly with 0, as the reader asked for no more.
 pub fn report(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.downcast_ref::<crate::out::StdoutError>().is_some_and(|s| s.is_broken_pipe())) {
+        return ExitCode::SUCCESS;
+    }
     // The chain, each cause once: sources whose text the previous message already holds are skipped.
     let mut line = String::new();
     for cause in e.chain() {

@@ -145,3 +145,28 @@ fn models_list_and_download_show_the_weights_licenses() {
     assert!(text.contains("NOT FOR COMMERCIAL USE"), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("HF_HUB_OFFLINE"));
 }
+
+/// `foley probe | head` with the reader gone: a quiet exit, not a panic; a full disk: one line, exit 1.
+#[test]
+fn a_closed_or_full_stdout_is_not_a_panic() {
+    let run = |stdout: std::process::Stdio| {
+        Command::new(env!("CARGO_BIN_EXE_foley"))
+            .args([os("probe"), video("h264_aac_mp4").as_os_str()])
+            .stdout(stdout)
+            .output()
+            .expect("run foley")
+    };
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = run(writer.into());
+    assert_eq!(out.status.code(), Some(0), "stderr {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    if let Ok(full) = std::fs::File::create("/dev/full") {
+        let out = run(full.into());
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: writing to standard output"), "{err}");
+    }
+}

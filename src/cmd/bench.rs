@@ -200,15 +200,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         peak_rss_mb: sysinfo::peak_rss_mb(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_table(&report);
+        print_table(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(r: &Report) {
-    println!(
+fn print_table(r: &Report) -> anyhow::Result<()> {
+    outln!(
         "foley bench: {} on {} ({}{}, {} threads), {:.2} s clip, {} steps, random weights (load {:.2} s)",
         r.model,
         r.device,
@@ -220,14 +220,15 @@ fn print_table(r: &Report) {
         r.load_s
     );
     if !r.cpu.is_empty() {
-        println!("cpu: {}", r.cpu);
+        outln!("cpu: {}", r.cpu);
     }
-    println!("{:<14} {:>10} {:>10}", "stage", "wall s", "cpu s");
+    outln!("{:<14} {:>10} {:>10}", "stage", "wall s", "cpu s");
     for s in &r.stages {
         let cpu = s.cpu_s.map_or("-".to_string(), |c| format!("{c:.2}"));
-        println!("{:<14} {:>10.3} {:>10}", s.stage, s.wall_s, cpu);
+        outln!("{:<14} {:>10.3} {:>10}", s.stage, s.wall_s, cpu);
     }
-    println!("{:<14} {:>10.3} {:>10}", "sampler/step", r.sampler_per_step_s, "-");
-    println!("{:<14} {:>10.3} {:>10.2}", "end to end", r.end_to_end_s, r.end_to_end_cpu_s);
-    println!("real-time factor {:.2} (end-to-end s per s of audio), peak RSS {:.0} MB", r.rtf, r.peak_rss_mb);
+    outln!("{:<14} {:>10.3} {:>10}", "sampler/step", r.sampler_per_step_s, "-");
+    outln!("{:<14} {:>10.3} {:>10.2}", "end to end", r.end_to_end_s, r.end_to_end_cpu_s);
+    outln!("real-time factor {:.2} (end-to-end s per s of audio), peak RSS {:.0} MB", r.rtf, r.peak_rss_mb);
+    Ok(())
 }

@@ -149,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stems.push(dst);
         }
     }
-    summary(&args, &output, &out_video, &stems, spec.noise, &weights);
+    summary(&args, &output, &out_video, &stems, spec.noise, &weights)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -170,7 +170,7 @@ fn summary(
     stems: &[PathBuf],
     noise: bool,
     weights: &std::collections::BTreeMap<String, PathBuf>,
-) {
+) -> anyhow::Result<()> {
     if args.json {
         let v = serde_json::json!({
             "video": video,
@@ -185,21 +185,22 @@ fn summary(
             "timings": o.timings,
             "weights": weights,
         });
-        println!("{v}");
-        return;
+        outln!("{v}");
+        return Ok(());
     }
-    println!("video:    {}", video.display());
+    outln!("video:    {}", video.display());
     if let Some(w) = &args.wav {
-        println!("wav:      {}", w.display());
+        outln!("wav:      {}", w.display());
     }
     for s in stems {
-        println!("stem:     {}", s.display());
+        outln!("stem:     {}", s.display());
     }
-    println!("model:    {}{}", o.model, if noise { " (random weights: noise)" } else { "" });
-    println!("seed:     {}", o.seed);
+    outln!("model:    {}{}", o.model, if noise { " (random weights: noise)" } else { "" });
+    outln!("seed:     {}", o.seed);
     let lufs = o.settings.get("measured_loudness_lufs").and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-    println!("loudness: {lufs:.1} LUFS");
+    outln!("loudness: {lufs:.1} LUFS");
     let total: f64 = o.timings.iter().map(|t| t.seconds).sum();
     let parts: Vec<String> = o.timings.iter().map(|t| format!("{} {:.2}s", t.stage.name(), t.seconds)).collect();
-    println!("time:     {total:.2}s ({})", parts.join(", "));
+    outln!("time:     {total:.2}s ({})", parts.join(", "));
+    Ok(())
 }

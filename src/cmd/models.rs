@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let output = output.unwrap_or_else(|| input.with_extension("safetensors"));
             let n = foley_models::weights::convert_pth_to_safetensors(&input, &output)
                 .with_context(|| format!("converting {}", input.display()))?;
-            println!("{}: {n} tensors", output.display());
+            outln!("{}: {n} tensors", output.display());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -93,26 +93,26 @@ fn import_weights(path: &Path, variant: Option<&str>, how: import::Placement, js
     let refused: Vec<&str> =
         reports.iter().flat_map(|r| &r.files).filter_map(|f| f.refused.as_deref()).collect();
     if json {
-        println!("{}", serde_json::to_string(&reports)?);
+        outln!("{}", serde_json::to_string(&reports)?);
     } else {
-        println!("store: {}", fetch::store_dir().display());
+        outln!("store: {}", fetch::store_dir().display());
         for r in &reports {
             for f in &r.files {
                 match (&f.placed, &f.refused) {
                     (Some(p), _) => {
                         let sum = if f.checksum_verified { ", checksum ok" } else { "" };
-                        println!("{:<13} {:<12} {} -> {} (keys, shapes, values ok{sum})", r.variant, f.role,
+                        outln!("{:<13} {:<12} {} -> {} (keys, shapes, values ok{sum})", r.variant, f.role,
                                  f.source.display(), p.display());
                     }
-                    (None, Some(why)) => println!("{:<13} {:<12} REFUSED {why}", r.variant, f.role),
+                    (None, Some(why)) => outln!("{:<13} {:<12} REFUSED {why}", r.variant, f.role),
                     (None, None) => {}
                 }
             }
             if r.complete {
-                println!("{:<13} complete", r.variant);
+                outln!("{:<13} complete", r.variant);
             } else {
                 let names: Vec<&str> = r.missing.iter().map(|(_, n)| n.as_str()).collect();
-                println!("{:<13} missing {}: run `{}`", r.variant, names.join(", "),
+                outln!("{:<13} missing {}: run `{}`", r.variant, names.join(", "),
                          r.fetch_command.as_deref().unwrap_or("foley models download"));
             }
         }
@@ -144,7 +144,7 @@ fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::R
         licenses.push(lic);
     }
     if json {
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
         return Ok(ExitCode::SUCCESS);
     }
     if present_only {
@@ -158,16 +158,16 @@ fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::R
             .collect();
         names.sort_by_key(|(rank, _)| *rank);
         for (_, n) in names {
-            println!("{n}");
+            outln!("{n}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(d) = weights_dir {
-        println!("weights dir: {}", d.display());
+        outln!("weights dir: {}", d.display());
     }
-    println!("store: {}", fetch::store_dir().display());
-    println!("cache: {}{}", fetch::cache_dir().display(), if fetch::offline() { " (HF_HUB_OFFLINE)" } else { "" });
-    println!("{:<13} {:<4} {:<15} {:<52} weights", "model", "mode", "use", "licenses");
+    outln!("store: {}", fetch::store_dir().display());
+    outln!("cache: {}{}", fetch::cache_dir().display(), if fetch::offline() { " (HF_HUB_OFFLINE)" } else { "" });
+    outln!("{:<13} {:<4} {:<15} {:<52} weights", "model", "mode", "use", "licenses");
     for (r, l) in rows.iter().zip(&licenses) {
         let missing: Vec<&str> =
             r["files"].as_array().into_iter().flatten().filter(|f| f["present"] != true).filter_map(|f| f["name"].as_str()).collect();
@@ -178,41 +178,42 @@ fn list(json: bool, present_only: bool, weights_dir: Option<&Path>) -> anyhow::R
             Commercial::No => "non-commercial",
             Commercial::Unclear => "unconfirmed",
         };
-        println!(
+        outln!(
             "{:<13} {:<4} {usage:<15} {:<52} {state}{mark}",
             r["name"].as_str().unwrap_or("?"),
             r["mode"].as_str().unwrap_or("?"),
             l.labels().join(",")
         );
     }
-    println!("use, licenses: the weights' own terms (foley's license covers its code only); per file: --json");
-    println!("download one with: foley models download <name>");
+    outln!("use, licenses: the weights' own terms (foley's license covers its code only); per file: --json");
+    outln!("download one with: foley models download <name>");
     Ok(ExitCode::SUCCESS)
 }
 
 /// What `models download` prints before fetching: the bundle's notice, each file's license with its terms and the
 /// one line on commercial use, and the non-commercial condition spelled out.
-fn print_licenses(spec: &ModelSpec) {
+fn print_licenses(spec: &ModelSpec) -> anyhow::Result<()> {
     let l = spec.licenses();
-    println!("{}", l.notice);
+    outln!("{}", l.notice);
     for f in &l.files {
         match &f.license {
             Some(lic) => {
-                println!("  {:<12} {:<30} {} <{}>", f.role, f.file, lic.label(), lic.url);
-                println!("  {:<12} {}", "", lic.note);
+                outln!("  {:<12} {:<30} {} <{}>", f.role, f.file, lic.label(), lic.url);
+                outln!("  {:<12} {}", "", lic.note);
             }
-            None => println!("  {:<12} {:<30} no license recorded in {}.toml", f.role, f.file, spec.name),
+            None => outln!("  {:<12} {:<30} no license recorded in {}.toml", f.role, f.file, spec.name),
         }
     }
     if let Some(c) = &l.condition {
-        println!("{c}");
+        outln!("{c}");
     }
+    Ok(())
 }
 
 fn download(variant: Option<String>, quiet: bool) -> anyhow::Result<ExitCode> {
     let name = variant.unwrap_or_else(|| foley_pipeline::default_model().to_string());
     let spec = ModelSpec::find(&name)?;
-    print_licenses(&spec);
+    print_licenses(&spec)?;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
         ProgressStyle::with_template("{msg:<28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
@@ -227,7 +228,7 @@ fn download(variant: Option<String>, quiet: bool) -> anyhow::Result<ExitCode> {
             (false, true) => "downloaded, checksum ok",
             (false, false) => "downloaded (no published checksum)",
         };
-        println!("{:<12} {} ({how})", f.role, f.path.display());
+        outln!("{:<12} {} ({how})", f.role, f.path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let report = foley_media::mux(&args.video, &audio, &args.output, &opts)
         .with_context(|| format!("muxing {}", args.video.display()))?;
-    println!(
+    outln!(
         "wrote {} ({}, {} video packets copied, {:.3} s of {} Hz audio)",
         args.output.display(),
         report.container.extension(),

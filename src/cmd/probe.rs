@@ -66,20 +66,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if let Ok(info) = &probed {
-        print_info(info);
+        print_info(info)?;
     }
     match error {
         None => {
             if !args.json {
-                println!("verdict:   ok");
+                outln!("verdict:   ok");
             }
             Ok(ExitCode::SUCCESS)
         }
         Some(e) => {
             if !args.json {
-                println!("verdict:   rejected");
+                outln!("verdict:   rejected");
             }
             eprintln!("error: {e}");
             Ok(ExitCode::from(crate::exit::USER_ERROR))
@@ -87,12 +87,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_info(i: &VideoInfo) {
+fn print_info(i: &VideoInfo) -> anyhow::Result<()> {
     let v = &i.video;
-    println!("container: {} (brand {:?})", i.container.extension(), i.brand.trim());
-    println!("size:      {} bytes", i.file_size);
-    println!("duration:  {} s", i.duration_s);
-    println!(
+    outln!("container: {} (brand {:?})", i.container.extension(), i.brand.trim());
+    outln!("size:      {} bytes", i.file_size);
+    outln!("duration:  {} s", i.duration_s);
+    outln!(
         "video:     {} {} {}x{} (coded {}x{}, rotation {}°), {:.3} fps{}, {} frames{}",
         v.codec,
         v.pixel_format,
@@ -107,7 +107,8 @@ fn print_info(i: &VideoInfo) {
         if v.decodable { "" } else { ", NOT decodable" },
     );
     match &i.audio {
-        Some(a) => println!("audio:     {} {} Hz, {} ch", a.codec, a.sample_rate, a.channels),
-        None => println!("audio:     none"),
+        Some(a) => outln!("audio:     {} {} Hz, {} ch", a.codec, a.sample_rate, a.channels),
+        None => outln!("audio:     none"),
     }
+    Ok(())
 }

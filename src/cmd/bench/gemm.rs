@@ -69,19 +69,19 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         gemms,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("foley bench --gemm: {} threads; cpu: {}", report.threads, report.cpu);
+    outln!("foley bench --gemm: {} threads; cpu: {}", report.threads, report.cpu);
     for p in &report.peaks {
         let v = p.gflops.map_or("not on this processor".to_string(), |g| format!("{g:.0} GFLOP/s"));
-        println!("peak {:<16} {v}", p.kind);
+        outln!("peak {:<16} {v}", p.kind);
     }
-    println!("{:<14} {:>17} {:<12} {:>9} {:>8}", "shape", "m x n x k", "kernel", "GFLOP/s", "of peak");
+    outln!("{:<14} {:>17} {:<12} {:>9} {:>8}", "shape", "m x n x k", "kernel", "GFLOP/s", "of peak");
     for g in &report.gemms {
         let of = g.of_peak.map_or("-".to_string(), |f| format!("{:.0} %", 100.0 * f));
         let dims = format!("{}x{}x{}", g.m, g.n, g.k);
-        println!("{:<14} {:>17} {:<12} {:>9.0} {:>8}", g.shape, dims, g.kernel, g.gflops, of);
+        outln!("{:<14} {:>17} {:<12} {:>9.0} {:>8}", g.shape, dims, g.kernel, g.gflops, of);
     }
     Ok(ExitCode::SUCCESS)
 }
