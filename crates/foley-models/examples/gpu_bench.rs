@@ -42,6 +42,11 @@ const SYNC_CHUNK: usize = 8;
 const CFG_STRENGTH: f64 = 4.5;
 const PROMPT: &str = "footsteps on gravel"; // as `foley bench`
 
+const USAGE: &str = "gpu_bench: time one generation's networks per stage (random weights, real shapes)
+usage: gpu_bench [--model small_16k|small_44k|medium_44k|large_44k|large_44k_v2|tiny] [--duration 3-20]
+                 [--steps 1-200] [--device cuda|cpu] [--dtype bf16|f16|f32] [--warmup N] [--json]
+defaults: --model small_16k --duration 8 --steps 25 --device cuda --warmup 1; --dtype: the device's default";
+
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 struct Args {
@@ -69,6 +74,10 @@ fn parse_args() -> AnyResult<Args> {
         if flag == "--json" {
             a.json = true;
             continue;
+        }
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
         }
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
