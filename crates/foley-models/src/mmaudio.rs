@@ -227,9 +227,15 @@ impl MMAudio {
         } else {
             (Act::Selu, Act::None, "1")
         };
+        // CPU bf16 (crate::cpu_bf16) keeps f32 weights where they cost next to nothing: the layers at the
+        // network's edges, whose other side is the `latent_dim` channels of the sampler's state (the input
+        // projection's first convolution, the final layer), and the once-per-step global conditioning (timestep
+        // embedder, global MLP: one row per batch item). Their rounding would reach every output token; together
+        // they are under 1 % of a step's work.
+        use crate::cpu_bf16::with_f32_weights as f32_weights;
         let conv_proj = |i: usize, k_mlp: usize, vb: VarBuilder| -> Result<InputProj> {
             Ok(InputProj {
-                first: First::Conv(ChannelLastConv1d::new(i, h, 7, 3, true, vb.pp("0"))?),
+                first: First::Conv(f32_weights(|| ChannelLastConv1d::new(i, h, 7, 3, true, vb.pp("0")))?),
                 act,
                 mlp: SwiGlu::conv(h, 4 * h, k_mlp, k_mlp / 2, vb.pp("2"))?,
             })
@@ -253,11 +259,13 @@ impl MMAudio {
                     linear::linear(h, h, vb.pp("text_cond_proj"))?,
                 ))
             })?;
-        let t_embed = if cfg.v2 {
-            TimestepEmbedder::new(h, h, 1.0, vb.pp("t_embed"))?
-        } else {
-            TimestepEmbedder::new(h, 256, 10000.0, vb.pp("t_embed"))?
-        };
+        let t_embed = f32_weights(|| {
+            if cfg.v2 {
+                TimestepEmbedder::new(h, h, 1.0, vb.pp("t_embed"))
+            } else {
+                TimestepEmbedder::new(h, 256, 10000.0, vb.pp("t_embed"))
+            }
+        })?;
         let n_joint = cfg.depth - cfg.fused_depth;
         let joint_blocks = (0..n_joint)
             .map(|i| {
@@ -289,9 +297,9 @@ impl MMAudio {
             text_input_proj,
             clip_cond_proj,
             text_cond_proj,
-            global_cond_mlp: SwiGlu::mlp(h, 4 * h, vb.pp("global_cond_mlp"))?,
+            global_cond_mlp: f32_weights(|| SwiGlu::mlp(h, 4 * h, vb.pp("global_cond_mlp")))?,
             sync_pos_emb: vb.get((1, 1, SYNC_FRAMES_PER_SEGMENT, cfg.sync_dim), "sync_pos_emb")?,
-            final_layer: FinalBlock::new(h, cfg.latent_dim, vb.pp("final_layer"))?,
+            final_layer: f32_weights(|| FinalBlock::new(h, cfg.latent_dim, vb.pp("final_layer")))?,
             t_embed,
             joint_blocks,
             fused_blocks,

@@ -36,8 +36,10 @@ pub fn with_bf16_weights<R>(build: impl FnOnce() -> R) -> R {
     scoped(true, build)
 }
 
-/// Runs `build` with f32 weights even inside [`with_bf16_weights`]: for the layers that run once per generation
-/// (the MM-DiT's conditioning projections), where bf16 would save no time worth its rounding.
+/// Runs `build` with f32 weights even inside [`with_bf16_weights`]: for layers whose work is negligible (the
+/// MM-DiT's conditioning projections, once per generation; its timestep and global conditioning, one row per batch
+/// item; its first and last layers, facing the latent's few channels), where bf16 would save no time or memory
+/// worth its rounding.
 pub fn with_f32_weights<R>(build: impl FnOnce() -> R) -> R {
     scoped(false, build)
 }
