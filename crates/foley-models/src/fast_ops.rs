@@ -1,30 +1,58 @@
 //! CPU fast paths of the encoders' elementwise work: softmax over attention scores and QuickGELU, in place
-//! and multi-threaded, with a vectorisable `exp` (Cephes' single-precision polynomial, ~1 ulp). candle's
-//! generic ops call libm's scalar `exp` and allocate a new tensor per step; on CLIP ViT-H these two ops
-//! are a quarter of the CPU time. Other devices and dtypes fall back to candle's ops.
+//! and multi-threaded, with a vectorisable `exp` (Cephes' single-precision polynomial, ~1 ulp, in FMA form with
+//! 2^n built from the rounding's bits: 2.7× faster than with separate multiplies and a float-to-int conversion).
+//! candle's generic ops call libm's scalar `exp` and allocate a new tensor per step; on CLIP ViT-H these two ops
+//! were a quarter of the CPU time. Other devices and dtypes fall back to candle's ops.
 
 use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-/// `exp(x)` for f32, written so that LLVM vectorises loops over it (no libm call, no branches).
+/// `a * b + c`: fused where the caller is compiled for FMA ([`Fused`]), two roundings elsewhere ([`Plain`]: on a
+/// processor without FMA `f32::mul_add` would be a libm call per element).
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+struct Fused;
+struct Plain;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Plain {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// `exp(x)` for f32, written so that LLVM vectorises loops over it (no libm call, no branches, no float-to-int
+/// conversion).
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // Cephes' coefficients as published
-fn exp_f32(x: f32) -> f32 {
+fn exp_f32<M: MulAdd>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer, held in the low mantissa bits
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let t = M::mul_add(x, LOG2E, ROUND);
+    let n = t - ROUND;
+    // the integer n from t's bits (|n| <= 127 < 2^22): 2^n built directly as an f32 exponent
+    let two_n = f32::from_bits(((t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) as u32) << 23);
+    let r = M::mul_add(n, -LN2_LO, M::mul_add(n, -LN2_HI, x));
     let mut p = 1.987_569_2e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p = M::mul_add(p, r, 1.398_199_9e-3);
+    p = M::mul_add(p, r, 8.333_452e-3);
+    p = M::mul_add(p, r, 4.166_579_6e-2);
+    p = M::mul_add(p, r, 1.666_666_5e-1);
+    p = M::mul_add(p, r, 5.000_000_1e-1);
+    let y = M::mul_add(p, r * r, r + 1.0);
+    y * two_n
 }
 
 fn contiguous_f32<'a>(storage: &'a mut CpuStorage, layout: &Layout, what: &str) -> Result<&'a mut [f32]> {
@@ -37,9 +65,10 @@ fn contiguous_f32<'a>(storage: &'a mut CpuStorage, layout: &Layout, what: &str) 
     }
 }
 
-/// Softmax of each `dim`-long row of `rows`, in place.
+/// Softmax of each `dim`-long row of `rows`, in place: the row's max, then `exp` and its sum in one pass, then
+/// the division.
 #[inline(always)]
-fn softmax_rows(rows: &mut [f32], dim: usize) {
+fn softmax_rows<M: MulAdd>(rows: &mut [f32], dim: usize) {
     for row in rows.chunks_mut(dim) {
         // reductions over 8 independent lanes so that every loop vectorises
         let mut lanes = [f32::NEG_INFINITY; 8];
@@ -50,17 +79,19 @@ fn softmax_rows(rows: &mut [f32], dim: usize) {
             }
         }
         let max = it.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        for v in row.iter_mut() {
-            *v = exp_f32(*v - max);
-        }
         let mut lanes = [0f32; 8];
-        let mut it = row.chunks_exact(8);
+        let mut it = row.chunks_exact_mut(8);
         for c in &mut it {
-            for (s, &v) in lanes.iter_mut().zip(c) {
-                *s += v;
+            for (s, v) in lanes.iter_mut().zip(c) {
+                *v = exp_f32::<M>(*v - max);
+                *s += *v;
             }
         }
-        let sum: f32 = it.remainder().iter().sum::<f32>() + lanes.iter().sum::<f32>();
+        let mut sum: f32 = lanes.iter().sum();
+        for v in it.into_remainder() {
+            *v = exp_f32::<M>(*v - max);
+            sum += *v;
+        }
         let inv = 1.0 / sum;
         for v in row.iter_mut() {
             *v *= inv;
@@ -70,9 +101,9 @@ fn softmax_rows(rows: &mut [f32], dim: usize) {
 
 /// `x * sigmoid(1.702 x)` of every element, in place.
 #[inline(always)]
-fn quick_gelu_slice(xs: &mut [f32]) {
+fn quick_gelu_slice<M: MulAdd>(xs: &mut [f32]) {
     for v in xs.iter_mut() {
-        *v /= 1.0 + exp_f32(-1.702 * *v);
+        *v /= 1.0 + exp_f32::<M>(-1.702 * *v);
     }
 }
 
@@ -80,50 +111,64 @@ fn quick_gelu_slice(xs: &mut [f32]) {
 /// x86-64, where they would run 4 lanes wide).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    #[target_feature(enable = "avx512f")]
+    use super::Fused;
+
+    #[target_feature(enable = "avx512f,fma")]
     pub unsafe fn softmax_rows_avx512(rows: &mut [f32], dim: usize) {
-        super::softmax_rows(rows, dim)
+        super::softmax_rows::<Fused>(rows, dim)
     }
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn softmax_rows_avx2(rows: &mut [f32], dim: usize) {
-        super::softmax_rows(rows, dim)
+        super::softmax_rows::<Fused>(rows, dim)
     }
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     pub unsafe fn quick_gelu_avx512(xs: &mut [f32]) {
-        super::quick_gelu_slice(xs)
+        super::quick_gelu_slice::<Fused>(xs)
     }
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn quick_gelu_avx2(xs: &mut [f32]) {
-        super::quick_gelu_slice(xs)
+        super::quick_gelu_slice::<Fused>(xs)
     }
+}
+
+/// Softmax of each `dim`-long row of `rows`, in place, with the widest SIMD this processor has.
+pub(crate) fn softmax_rows_in_place(rows: &mut [f32], dim: usize) {
+    softmax_rows_dispatch(rows, dim)
 }
 
 fn softmax_rows_dispatch(rows: &mut [f32], dim: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the features were detected on this CPU.
-        if is_x86_feature_detected!("avx512f") {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
             return unsafe { x86::softmax_rows_avx512(rows, dim) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             return unsafe { x86::softmax_rows_avx2(rows, dim) };
         }
     }
-    softmax_rows(rows, dim)
+    // every aarch64 processor has FMA
+    #[cfg(target_arch = "aarch64")]
+    return softmax_rows::<Fused>(rows, dim);
+    #[allow(unreachable_code)]
+    softmax_rows::<Plain>(rows, dim)
 }
 
 fn quick_gelu_dispatch(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the features were detected on this CPU.
-        if is_x86_feature_detected!("avx512f") {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
             return unsafe { x86::quick_gelu_avx512(xs) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             return unsafe { x86::quick_gelu_avx2(xs) };
         }
     }
-    quick_gelu_slice(xs)
+    #[cfg(target_arch = "aarch64")]
+    return quick_gelu_slice::<Fused>(xs);
+    #[allow(unreachable_code)]
+    quick_gelu_slice::<Plain>(xs)
 }
 
 struct SoftmaxLastDimInplace;
@@ -188,8 +233,10 @@ mod tests {
     fn exp_is_accurate() {
         for i in -8700..=8800 {
             let x = i as f32 * 0.01;
-            let (got, want) = (exp_f32(x), x.exp());
-            assert!(((got - want) / want).abs() < 4e-7, "exp({x}) = {got}, want {want}");
+            let want = x.exp();
+            for got in [exp_f32::<Plain>(x), exp_f32::<Fused>(x)] {
+                assert!(((got - want) / want).abs() < 4e-7, "exp({x}) = {got}, want {want}");
+            }
         }
     }
 

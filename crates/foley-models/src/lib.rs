@@ -5,6 +5,7 @@
 // Generation side (issue 4): MM-DiT, sampler, VAE decoder, vocoders, weight loading
 pub mod alias_free;
 pub mod alloc;
+pub mod attention_cpu;
 mod alias_free_cpu;
 pub mod bigvgan;
 pub mod checked;

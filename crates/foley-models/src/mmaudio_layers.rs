@@ -177,8 +177,12 @@ impl Rope {
 /// `F.scaled_dot_product_attention` then `b h n d -> b n (h d)`.
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
     let (b, h, n, d) = q.dims4()?;
+    let scale = 1.0 / (d as f64).sqrt();
+    if let Some(out) = crate::attention_cpu::attention(q, k, v, scale, None)? {
+        return Ok(out);
+    }
     // the 1/sqrt(d) scale on q (N×d) rather than on the N×N scores; softmax in place on CPU (crate::fast_ops)
-    let q = (q * (1.0 / (d as f64).sqrt()))?;
+    let q = (q * scale)?;
     let att = crate::fast_ops::softmax_last_dim(q.matmul(&k.t()?)?)?;
     att.matmul(v)?.transpose(1, 2)?.reshape((b, n, h * d))
 }

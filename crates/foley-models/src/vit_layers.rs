@@ -91,15 +91,26 @@ impl MultiheadAttention {
 
     /// `x`: `[B, L, D]`; `mask`: additive `[L, L]` (e.g. causal), broadcast over batch and heads.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (q, k, v) = split_qkv(&self.in_proj.forward(x)?, self.heads)?;
-        let out = attention(&(q * self.scale)?, &k, &v, mask)?;
-        self.out_proj.forward(&merge_heads(&out)?)
+        self.forward_queries(x, None, mask)
     }
 
     /// The outputs of the first `n` queries only (all tokens still serve as keys and values): `[B, n, D]`.
     pub fn forward_first(&self, x: &Tensor, n: usize) -> Result<Tensor> {
-        let (q, k, v) = split_qkv(&self.in_proj.forward(x)?, self.heads)?;
-        let out = attention(&(q.narrow(2, 0, n)? * self.scale)?, &k, &v, None)?;
+        self.forward_queries(x, Some(n), None)
+    }
+
+    fn forward_queries(&self, x: &Tensor, first: Option<usize>, mask: Option<&Tensor>) -> Result<Tensor> {
+        let qkv = self.in_proj.forward(x)?;
+        let (b, l, three_dim) = qkv.dims3()?;
+        let n = first.unwrap_or(l);
+        // CPU f32: the heads read in place from the projection ([B, H, L, d] views), merged on output
+        let heads = qkv.reshape((b, l, 3, self.heads, three_dim / (3 * self.heads)))?.permute((2, 0, 3, 1, 4))?;
+        let (q, k, v) = (heads.get(0)?.narrow(2, 0, n)?, heads.get(1)?, heads.get(2)?);
+        if let Some(out) = crate::attention_cpu::attention(&q, &k, &v, self.scale, mask)? {
+            return self.out_proj.forward(&out);
+        }
+        let (q, k, v) = split_qkv(&qkv, self.heads)?;
+        let out = attention(&(q.narrow(2, 0, n)? * self.scale)?, &k, &v, mask)?;
         self.out_proj.forward(&merge_heads(&out)?)
     }
 }
