@@ -33,7 +33,7 @@ pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 }
 
 /// `softmax(q k^T) v` over `[..., L, d]` tensors, `q` already scaled; `mask` is added to the scores.
-/// The one attention path of the encoders (a fused kernel can replace it here).
+/// The one attention path of the encoders; on the CPU in f32 it runs on [`crate::attention_cpu`].
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     // batch dimensions flattened to one: candle's CPU matmul takes at most two of them
     let dims = q.dims().to_vec();
@@ -42,6 +42,16 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
         let d = t.dims();
         t.reshape((d[..rank - 2].iter().product::<usize>(), d[rank - 2], d[rank - 1]))
     };
+    // CPU f32 without a mask or with an [Lq, Lk] one: each flattened batch entry is one task of the in-place
+    // kernel (as one head)
+    if mask.is_none_or(|m| m.rank() == 2) {
+        let one_head = |t: &Tensor| flat(t)?.unsqueeze(1);
+        if let Some(out) = crate::attention_cpu::attention(&one_head(q)?, &one_head(k)?, &one_head(v)?, 1.0, mask)? {
+            let mut out_dims = dims;
+            out_dims[rank - 1] = v.dim(rank - 1)?;
+            return out.reshape(out_dims);
+        }
+    }
     let scores = flat(q)?.matmul(&flat(k)?.t()?)?;
     let scores = match mask {
         Some(m) => scores.broadcast_add(m)?,
