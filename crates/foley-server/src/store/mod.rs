@@ -126,3 +126,82 @@ fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
 fn log_line(ms: i64, text: &str) -> String {
     format!("[{}] {}\n", crate::types::rfc3339(ms), text)
 }
+
+/// A result row of either store, read by column name. Their one difference in reading: SQLite keeps a flag as an
+/// integer, PostgreSQL as a boolean.
+trait StoreRow {
+    fn text(&self, column: &str) -> Result<String>;
+    fn text_or_null(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i64>;
+    fn int_or_null(&self, column: &str) -> Result<Option<i64>>;
+    fn real(&self, column: &str) -> Result<f64>;
+    fn flag(&self, column: &str) -> Result<bool>;
+}
+
+macro_rules! store_row {
+    ($row:ty, $flag:ty) => {
+        impl StoreRow for $row {
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn text_or_null(&self, column: &str) -> Result<Option<String>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn int_or_null(&self, column: &str) -> Result<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn real(&self, column: &str) -> Result<f64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool> {
+                Ok(sqlx::Row::try_get::<$flag, _>(self, column)? != <$flag>::default())
+            }
+        }
+    };
+}
+store_row!(sqlx::sqlite::SqliteRow, i64);
+store_row!(sqlx::postgres::PgRow, bool);
+
+/// A [`TaskRow`] from a row holding [`TASK_COLS`].
+fn task_row(r: &impl StoreRow) -> Result<TaskRow> {
+    Ok(TaskRow {
+        id: r.text("id")?,
+        api: crate::types::Api::parse(&r.text("api")?),
+        app: r.text("app")?,
+        status: TaskStatus::try_from(r.int("status")?).map_err(ServerError::Corrupt)?,
+        input: parse(&r.text("input")?, "input")?,
+        request: parse(&r.text("request")?, "request")?,
+        input_file_id: r.text_or_null("input_file_id")?,
+        output: r.text_or_null("output")?.map(|o| parse(&o, "output")).transpose()?,
+        error: r.text_or_null("error")?,
+        logs: r.text("logs")?,
+        progress: r.real("progress")? as f32,
+        stage: r.text_or_null("stage")?,
+        webhook: r.text_or_null("webhook")?,
+        webhook_pending: r.flag("webhook_pending")?,
+        external_id: r.text_or_null("external_id")?,
+        base_url: r.text("base_url")?,
+        attempts: r.int("attempts")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+        started_at: r.int_or_null("started_at")?,
+        finished_at: r.int_or_null("finished_at")?,
+    })
+}
+
+/// A [`FileRow`] from a row of the `files` table.
+fn file_row(r: &impl StoreRow) -> Result<FileRow> {
+    Ok(FileRow {
+        id: r.text("id")?,
+        filename: r.text("filename")?,
+        content_type: r.text("content_type")?,
+        size: r.int("size")?,
+        uploaded: r.flag("uploaded")?,
+        task_id: r.text_or_null("task_id")?,
+        role: r.text("role")?,
+        created_at: r.int("created_at")?,
+    })
+}

@@ -5,12 +5,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{json, log_line, parse, Recovery, Result, TaskStore, TASK_COLS};
+use super::{file_row, json, log_line, task_row, Recovery, Result, TaskStore, TASK_COLS};
 use crate::error::ServerError;
-use crate::types::{now_ms, Api, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
+use crate::types::{now_ms, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
 /// The schema, created and upgraded by the migrations in `migrations/sqlite/`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -32,47 +32,6 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| ServerError::Other(format!("migrating the database: {e}")))?;
         Ok(SqliteStore { pool })
     }
-}
-
-fn task_row(r: &SqliteRow) -> Result<TaskRow> {
-    let status: i64 = r.try_get("status")?;
-    let output: Option<String> = r.try_get("output")?;
-    Ok(TaskRow {
-        id: r.try_get("id")?,
-        api: Api::parse(&r.try_get::<String, _>("api")?),
-        app: r.try_get("app")?,
-        status: TaskStatus::try_from(status).map_err(ServerError::Corrupt)?,
-        input: parse(&r.try_get::<String, _>("input")?, "input")?,
-        request: parse(&r.try_get::<String, _>("request")?, "request")?,
-        input_file_id: r.try_get("input_file_id")?,
-        output: output.map(|o| parse(&o, "output")).transpose()?,
-        error: r.try_get("error")?,
-        logs: r.try_get("logs")?,
-        progress: r.try_get::<f64, _>("progress")? as f32,
-        stage: r.try_get("stage")?,
-        webhook: r.try_get("webhook")?,
-        webhook_pending: r.try_get::<i64, _>("webhook_pending")? != 0,
-        external_id: r.try_get("external_id")?,
-        base_url: r.try_get("base_url")?,
-        attempts: r.try_get("attempts")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-    })
-}
-
-fn file_row(r: &SqliteRow) -> Result<FileRow> {
-    Ok(FileRow {
-        id: r.try_get("id")?,
-        filename: r.try_get("filename")?,
-        content_type: r.try_get("content_type")?,
-        size: r.try_get("size")?,
-        uploaded: r.try_get::<i64, _>("uploaded")? != 0,
-        task_id: r.try_get("task_id")?,
-        role: r.try_get("role")?,
-        created_at: r.try_get("created_at")?,
-    })
 }
 
 #[async_trait]
@@ -350,6 +309,7 @@ impl TaskStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Api;
 
     fn task(id: &str, owner: Option<&str>, api: Api) -> NewTask {
         NewTask {
