@@ -22,7 +22,7 @@ impl Activation {
     pub fn apply(self, x: Tensor) -> Result<Tensor> {
         match self {
             Self::QuickGelu => fast_ops::quick_gelu(x),
-            Self::GeluErf => x.gelu_erf(),
+            Self::GeluErf => fast_ops::gelu_erf(x),
         }
     }
 }
