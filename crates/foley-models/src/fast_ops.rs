@@ -1,8 +1,8 @@
-//! CPU fast paths of the encoders' elementwise work: softmax over attention scores, QuickGELU and exact GELU, in place
-//! and multi-threaded, with a vectorisable `exp` (Cephes' single-precision polynomial, ~1 ulp, in FMA form with
-//! 2^n built from the rounding's bits: 2.7× faster than with separate multiplies and a float-to-int conversion).
-//! candle's generic ops call libm's scalar `exp` and allocate a new tensor per step; on CLIP ViT-H these two ops
-//! were a quarter of the CPU time. Other devices and dtypes fall back to candle's ops.
+//! CPU fast paths of the encoders' elementwise work: softmax over attention scores, QuickGELU and exact GELU,
+//! in place and multi-threaded, with a vectorisable `exp` (Cephes' single-precision polynomial, ~1 ulp, in FMA
+//! form with 2^n built from the rounding's bits: 2.7× faster than with separate multiplies and a float-to-int
+//! conversion). candle's generic ops call libm's scalar `exp`/`erf` and allocate a new tensor per step; on CLIP
+//! ViT-H softmax and QuickGELU were a quarter of the CPU time. Other devices and dtypes fall back to candle's ops.
 
 use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
