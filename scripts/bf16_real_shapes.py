@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Parity fixtures at a released variant's real shapes (not committed: hundreds of MB), for measuring the CPU bf16
-error where the committed tiny fixtures cannot: sums over K = 448..7168 instead of 8..256.
+"""Parity fixtures at a released variant's real shapes (not committed: ~2 GB), for measuring the CPU bf16 error
+where the committed tiny fixtures cannot: products that sum over hundreds to thousands of terms, not 8..256.
 
     python3 scripts/bf16_real_shapes.py --out /tmp/foley-real [--variant small_16k] [--duration 8] [--threads 2] \\
         [--only dit,vae,sampler] [--steps 4]
