@@ -128,77 +128,41 @@ fn gelu_erf_slice<M: MulAdd>(xs: &mut [f32]) {
     }
 }
 
-/// The same loops compiled for AVX-512 / AVX2+FMA, chosen at run time (the crate is built for baseline
-/// x86-64, where they would run 4 lanes wide).
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::Fused;
-
-    #[target_feature(enable = "avx512f,fma")]
-    pub unsafe fn softmax_rows_avx512(rows: &mut [f32], dim: usize) {
-        super::softmax_rows::<Fused>(rows, dim)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn softmax_rows_avx2(rows: &mut [f32], dim: usize) {
-        super::softmax_rows::<Fused>(rows, dim)
-    }
-    #[target_feature(enable = "avx512f,fma")]
-    pub unsafe fn quick_gelu_avx512(xs: &mut [f32]) {
-        super::quick_gelu_slice::<Fused>(xs)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn quick_gelu_avx2(xs: &mut [f32]) {
-        super::quick_gelu_slice::<Fused>(xs)
-    }
-    #[target_feature(enable = "avx512f,fma")]
-    pub unsafe fn gelu_erf_avx512(xs: &mut [f32]) {
-        super::gelu_erf_slice::<Fused>(xs)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gelu_erf_avx2(xs: &mut [f32]) {
-        super::gelu_erf_slice::<Fused>(xs)
-    }
+/// `fn $name(args)`: `$body::<M>(args)` compiled for AVX-512 or AVX2 with FMA where the processor has them (the
+/// crate is built for baseline x86-64, where the loops would run 4 lanes wide), with FMA on aarch64 (every aarch64
+/// processor has it), and with separate multiplies and adds elsewhere.
+macro_rules! simd_dispatch {
+    ($vis:vis fn $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body::<Fused>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body::<Fused>($($arg),*)
+                }
+                // SAFETY: the features were detected on this CPU.
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                    return unsafe { avx512($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            return $body::<Fused>($($arg),*);
+            #[allow(unreachable_code)]
+            $body::<Plain>($($arg),*)
+        }
+    };
 }
 
-/// Softmax of each `dim`-long row of `rows`, in place, with the widest SIMD this processor has.
-pub(crate) fn softmax_rows_in_place(rows: &mut [f32], dim: usize) {
-    softmax_rows_dispatch(rows, dim)
-}
-
-fn softmax_rows_dispatch(rows: &mut [f32], dim: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the features were detected on this CPU.
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return unsafe { x86::softmax_rows_avx512(rows, dim) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return unsafe { x86::softmax_rows_avx2(rows, dim) };
-        }
-    }
-    // every aarch64 processor has FMA
-    #[cfg(target_arch = "aarch64")]
-    return softmax_rows::<Fused>(rows, dim);
-    #[allow(unreachable_code)]
-    softmax_rows::<Plain>(rows, dim)
-}
-
-fn quick_gelu_dispatch(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the features were detected on this CPU.
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return unsafe { x86::quick_gelu_avx512(xs) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return unsafe { x86::quick_gelu_avx2(xs) };
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    return quick_gelu_slice::<Fused>(xs);
-    #[allow(unreachable_code)]
-    quick_gelu_slice::<Plain>(xs)
-}
+simd_dispatch!(pub(crate) fn softmax_rows_in_place => softmax_rows(rows: &mut [f32], dim: usize));
+simd_dispatch!(fn quick_gelu_dispatch => quick_gelu_slice(xs: &mut [f32]));
+simd_dispatch!(fn gelu_erf_dispatch => gelu_erf_slice(xs: &mut [f32]));
 
 struct SoftmaxLastDimInplace;
 
@@ -210,26 +174,9 @@ impl InplaceOp1 for SoftmaxLastDimInplace {
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
         let dim = layout.dims().last().copied().unwrap_or(1).max(1);
         let data = contiguous_f32(storage, layout, self.name())?;
-        data.par_chunks_mut(dim * 16.max(4096 / dim)).for_each(|rows| softmax_rows_dispatch(rows, dim));
+        data.par_chunks_mut(dim * 16.max(4096 / dim)).for_each(|rows| softmax_rows_in_place(rows, dim));
         Ok(())
     }
-}
-
-fn gelu_erf_dispatch(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the features were detected on this CPU.
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return unsafe { x86::gelu_erf_avx512(xs) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return unsafe { x86::gelu_erf_avx2(xs) };
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    return gelu_erf_slice::<Fused>(xs);
-    #[allow(unreachable_code)]
-    gelu_erf_slice::<Plain>(xs)
 }
 
 /// An elementwise function applied in place, in parallel chunks.

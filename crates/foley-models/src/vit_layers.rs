@@ -42,13 +42,13 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
         let d = t.dims();
         t.reshape((d[..rank - 2].iter().product::<usize>(), d[rank - 2], d[rank - 1]))
     };
+    let mut out_dims = dims;
+    out_dims[rank - 1] = v.dim(rank - 1)?;
     // CPU f32 without a mask or with an [Lq, Lk] one: each flattened batch entry is one task of the in-place
     // kernel (as one head)
     if mask.is_none_or(|m| m.rank() == 2) {
         let one_head = |t: &Tensor| flat(t)?.unsqueeze(1);
         if let Some(out) = crate::attention_cpu::attention(&one_head(q)?, &one_head(k)?, &one_head(v)?, 1.0, mask)? {
-            let mut out_dims = dims;
-            out_dims[rank - 1] = v.dim(rank - 1)?;
             return out.reshape(out_dims);
         }
     }
@@ -58,8 +58,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
         None => scores,
     };
     let out = fast_ops::softmax_last_dim(scores)?.matmul(&flat(v)?)?;
-    let mut out_dims = dims;
-    out_dims[rank - 1] = v.dim(rank - 1)?;
     out.reshape(out_dims)
 }
 
