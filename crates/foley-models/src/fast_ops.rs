@@ -4,17 +4,17 @@
 //! conversion). candle's generic ops call libm's scalar `exp`/`erf` and allocate a new tensor per step; on CLIP
 //! ViT-H softmax and QuickGELU were a quarter of the CPU time. Other devices and dtypes fall back to candle's ops.
 
-use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Tensor};
+use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 /// `a * b + c`: fused where the caller is compiled for FMA ([`Fused`]), two roundings elsewhere ([`Plain`]: on a
 /// processor without FMA `f32::mul_add` would be a libm call per element).
-trait MulAdd {
+pub(crate) trait MulAdd {
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
 
-struct Fused;
-struct Plain;
+pub(crate) struct Fused;
+pub(crate) struct Plain;
 
 impl MulAdd for Fused {
     #[inline(always)]
@@ -34,7 +34,7 @@ impl MulAdd for Plain {
 /// conversion).
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // Cephes' coefficients as published
-fn exp_f32<M: MulAdd>(x: f32) -> f32 {
+pub(crate) fn exp_f32<M: MulAdd>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -55,12 +55,22 @@ fn exp_f32<M: MulAdd>(x: f32) -> f32 {
     y * two_n
 }
 
-fn contiguous_f32<'a>(storage: &'a mut CpuStorage, layout: &Layout, what: &str) -> Result<&'a mut [f32]> {
+pub(crate) fn contiguous_f32<'a>(storage: &'a mut CpuStorage, layout: &Layout, what: &str) -> Result<&'a mut [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{what}: input has to be contiguous")
     };
     match storage {
         CpuStorage::F32(data) => Ok(&mut data[start..end]),
+        _ => candle_core::bail!("{what}: f32 only"),
+    }
+}
+
+pub(crate) fn contiguous_f32_ref<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{what}: input has to be contiguous")
+    };
+    match storage {
+        CpuStorage::F32(data) => Ok(&data[start..end]),
         _ => candle_core::bail!("{what}: f32 only"),
     }
 }
@@ -107,6 +117,14 @@ fn quick_gelu_slice<M: MulAdd>(xs: &mut [f32]) {
     }
 }
 
+/// `x sigmoid(x)` (SiLU) of every element, in place.
+#[inline(always)]
+fn silu_slice<M: MulAdd>(xs: &mut [f32]) {
+    for v in xs.iter_mut() {
+        *v /= 1.0 + exp_f32::<M>(-*v);
+    }
+}
+
 /// `x Φ(x) = x erfc(-x/√2) / 2` (torch's exact GELU) of every element, in place. erfc from Numerical Recipes'
 /// Chebyshev fit (`erfcc`: relative error below 1.2e-7 everywhere, so the negative tail keeps its relative
 /// accuracy), built on [`exp_f32`].
@@ -138,11 +156,11 @@ macro_rules! simd_dispatch {
             {
                 #[target_feature(enable = "avx512f,fma")]
                 unsafe fn avx512($($arg: $ty),*) {
-                    $body::<Fused>($($arg),*)
+                    $body::<$crate::fast_ops::Fused>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
-                    $body::<Fused>($($arg),*)
+                    $body::<$crate::fast_ops::Fused>($($arg),*)
                 }
                 // SAFETY: the features were detected on this CPU.
                 if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
@@ -153,16 +171,18 @@ macro_rules! simd_dispatch {
                 }
             }
             #[cfg(target_arch = "aarch64")]
-            return $body::<Fused>($($arg),*);
+            return $body::<$crate::fast_ops::Fused>($($arg),*);
             #[allow(unreachable_code)]
-            $body::<Plain>($($arg),*)
+            $body::<$crate::fast_ops::Plain>($($arg),*)
         }
     };
 }
+pub(crate) use simd_dispatch;
 
 simd_dispatch!(pub(crate) fn softmax_rows_in_place => softmax_rows(rows: &mut [f32], dim: usize));
 simd_dispatch!(fn quick_gelu_dispatch => quick_gelu_slice(xs: &mut [f32]));
 simd_dispatch!(fn gelu_erf_dispatch => gelu_erf_slice(xs: &mut [f32]));
+simd_dispatch!(fn silu_dispatch => silu_slice(xs: &mut [f32]));
 
 struct SoftmaxLastDimInplace;
 
@@ -194,7 +214,7 @@ impl InplaceOp1 for Elementwise {
     }
 }
 
-fn fast_path(x: &Tensor) -> bool {
+pub(crate) fn fast_path(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()
 }
 
@@ -227,6 +247,51 @@ pub fn gelu_erf(x: Tensor) -> Result<Tensor> {
         Ok(x)
     } else {
         x.gelu_erf()
+    }
+}
+
+/// `x sigmoid(x)`, into a new tensor (on CPU/f32 in parallel with the vectorised `exp`; candle's `silu` runs
+/// libm's `exp` on one thread).
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    if fast_path(x) {
+        let y = x.copy()?;
+        y.inplace_op1(&Elementwise("silu-inplace", silu_dispatch))?;
+        Ok(y)
+    } else {
+        candle_nn::ops::silu(x)
+    }
+}
+
+/// `y + bias` over the last dimension. `y` is consumed and, on CPU/f32, added to in place (callers pass a
+/// freshly computed product).
+pub fn add_bias(y: Tensor, bias: &Tensor) -> Result<Tensor> {
+    let d = y.dims().last().copied().unwrap_or(1);
+    if fast_path(&y) && fast_path(bias) && bias.dims() == [d] && d > 0 {
+        y.inplace_op2(bias, &AddBias)?;
+        Ok(y)
+    } else {
+        y.broadcast_add(bias)
+    }
+}
+
+/// `dst[.., i] += bias[i]`, rows in parallel.
+struct AddBias;
+
+impl InplaceOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "add-bias-inplace"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<()> {
+        let bias = contiguous_f32_ref(bs, bl, self.name())?;
+        let data = contiguous_f32(dst, dl, self.name())?;
+        let d = bias.len();
+        data.par_chunks_mut(d * 64.max(4096 / d)).for_each(|rows| {
+            for row in rows.chunks_mut(d) {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            }
+        });
+        Ok(())
     }
 }
 
@@ -265,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_gelu_match_candle() -> Result<()> {
+    fn softmax_gelu_silu_and_bias_match_candle() -> Result<()> {
         let dev = candle_core::Device::Cpu;
         let x = (Tensor::randn(0f32, 3f32, (5, 7, 33), &dev)? * 1.0)?;
         let want = candle_nn::ops::softmax_last_dim(&x)?;
@@ -276,6 +341,13 @@ mod tests {
         let got = quick_gelu(x.copy()?)?;
         let err = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(err < 1e-5, "quick gelu err {err}");
+        let got = silu(&x)?;
+        let err = (got - candle_nn::ops::silu(&x)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(err < 1e-5, "silu err {err}");
+        let bias = Tensor::randn(0f32, 1f32, 33, &dev)?;
+        let got = add_bias(x.copy()?, &bias)?;
+        let err = (got - x.broadcast_add(&bias)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert_eq!(err, 0.0, "bias");
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ pub mod linear;
 pub mod mel;
 pub mod mmaudio;
 pub mod mmaudio_layers;
+mod mmaudio_cpu;
 pub mod random_weights;
 pub mod sampler;
 pub mod sequence;

@@ -81,7 +81,7 @@ impl Module for Linear {
             Self::Bf16 { weight, bias } => {
                 let y = crate::cpu_bf16::matmul(x, weight)?;
                 match bias {
-                    Some(b) => y.broadcast_add(b),
+                    Some(b) => crate::fast_ops::add_bias(y, b),
                     None => Ok(y),
                 }
             }
@@ -96,7 +96,7 @@ impl Module for Linear {
                 out.push(weight.dim(1)?);
                 let y = y.reshape(out)?;
                 match bias {
-                    Some(b) => y.broadcast_add(b),
+                    Some(b) => crate::fast_ops::add_bias(y, b),
                     None => Ok(y),
                 }
             }

@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 use crate::conv::{self, ChannelAxis};
 use crate::error::Result;
 use crate::linear::{self, Linear};
+use crate::{fast_ops, mmaudio_cpu};
 
 /// torch's `nn.SELU` constants.
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
@@ -90,8 +91,8 @@ impl SwiGlu {
 impl Module for SwiGlu {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Linear(w1, w2, w3) => w2.forward(&(candle_nn::ops::silu(&w1.forward(x)?)? * w3.forward(x)?)?),
-            Self::Conv(w1, w2, w3) => w2.forward(&(candle_nn::ops::silu(&w1.forward(x)?)? * w3.forward(x)?)?),
+            Self::Linear(w1, w2, w3) => w2.forward(&mmaudio_cpu::silu_mul(w1.forward(x)?, &w3.forward(x)?)?),
+            Self::Conv(w1, w2, w3) => w2.forward(&mmaudio_cpu::silu_mul(w1.forward(x)?, &w3.forward(x)?)?),
         }
     }
 }
@@ -212,13 +213,18 @@ impl SelfAttention {
         let (b, n, dim) = x.dims3()?;
         let hd = dim / self.heads;
         // 'b n (h d j) -> b h n d j': q, k, v are interleaved in the last position.
-        let qkv = self.qkv.forward(x)?.reshape((b, n, self.heads, hd, 3))?;
+        let qkv = self.qkv.forward(x)?;
         // nn.RMSNorm(eps=None) uses the machine epsilon of the input's dtype.
         let eps = match x.dtype() {
             DType::BF16 => 0.0078125,
             DType::F16 => 0.000_976_562_5,
             _ => f32::EPSILON,
         };
+        let rope = rot.map(|r| (&r.cos, &r.sin));
+        if let Some(heads) = mmaudio_cpu::qkv_heads(&qkv, self.heads, &self.q_norm, &self.k_norm, eps, rope)? {
+            return Ok(heads);
+        }
+        let qkv = qkv.reshape((b, n, self.heads, hd, 3))?;
         let pick = |j: usize| -> candle_core::Result<Tensor> {
             qkv.narrow(4, j, 1)?.squeeze(4)?.transpose(1, 2)?.contiguous()
         };
@@ -299,9 +305,9 @@ impl SingleBlock {
         c: &Tensor,
         rot: Option<&Rope>,
     ) -> candle_core::Result<([Tensor; 3], PostMod)> {
-        let m = self.ada_ln.forward(&candle_nn::ops::silu(c)?)?;
+        let m = self.ada_ln.forward(&fast_ops::silu(c)?)?;
         let parts = m.chunk(if self.post.is_some() { 6 } else { 2 }, D::Minus1)?;
-        let x = modulate(&layer_norm(x, 1e-5)?, &parts[0], &parts[1])?;
+        let x = mmaudio_cpu::norm_modulate(x, &parts[0], &parts[1], 1e-5)?;
         let qkv = self.attn.pre_attention(&x, rot)?;
         let post = if self.post.is_some() {
             Some([parts[2].clone(), parts[3].clone(), parts[4].clone(), parts[5].clone()])
@@ -315,9 +321,9 @@ impl SingleBlock {
         let (Some((linear1, ffn)), Some([gate_msa, shift_mlp, scale_mlp, gate_mlp])) = (&self.post, m) else {
             return Ok(x.clone());
         };
-        let x = (x + linear1.forward(attn_out)?.broadcast_mul(gate_msa)?)?;
-        let r = modulate(&layer_norm(&x, 1e-5)?, shift_mlp, scale_mlp)?;
-        x + ffn.forward(&r)?.broadcast_mul(gate_mlp)?
+        let x = mmaudio_cpu::gated_residual(x, linear1.forward(attn_out)?, gate_msa)?;
+        let r = mmaudio_cpu::norm_modulate(&x, shift_mlp, scale_mlp, 1e-5)?;
+        mmaudio_cpu::gated_residual(&x, ffn.forward(&r)?, gate_mlp)
     }
 
     pub fn forward(&self, x: &Tensor, c: &Tensor, rot: Option<&Rope>) -> candle_core::Result<Tensor> {
@@ -390,7 +396,7 @@ impl FinalBlock {
     }
 
     pub fn forward(&self, latent: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        let m = self.ada_ln.forward(&candle_nn::ops::silu(c)?)?.chunk(2, D::Minus1)?;
-        self.conv.forward(&modulate(&layer_norm(latent, 1e-5)?, &m[0], &m[1])?)
+        let m = self.ada_ln.forward(&fast_ops::silu(c)?)?.chunk(2, D::Minus1)?;
+        self.conv.forward(&mmaudio_cpu::norm_modulate(latent, &m[0], &m[1], 1e-5)?)
     }
 }
