@@ -2,6 +2,9 @@
 //! from the input: out[t] = bias + Σ_j W[:, :, j] · x[t + j·d − p]. No im2col buffer, no padded copy and, for
 //! the MM-DiT's channel-last activations, none of the transposes that candle's channel-first `conv1d` needs.
 //! Taps whose window falls in the zero padding are simply skipped for those output positions.
+//! Channel-last with dilation 1 (every MM-DiT convolution) is instead one GEMM over overlapping windows of a
+//! zero-padded copy of the input (see [`windows_gemm`]): at batch 2 the per-tap products were six small GEMMs
+//! per call, each packing its slice of the weight again.
 //! Other devices and dtypes go through candle's `conv1d`. Built inside [`crate::cpu_bf16::with_bf16_weights`], the
 //! per-tap weight is held in bf16 and the taps run on [`crate::cpu_bf16`]'s GEMM.
 
@@ -81,9 +84,10 @@ impl candle_core::Module for Conv1d {
                 axis: self.axis,
             };
             let y = x.contiguous()?.apply_op2_no_bwd(&self.w, &op)?;
-            return match &self.bias {
-                Some(b) => y.broadcast_add(&b.reshape(bias_shape)?),
-                None => Ok(y),
+            return match (&self.bias, self.axis) {
+                (Some(b), ChannelAxis::Last) => crate::fast_ops::add_bias(y, b),
+                (Some(b), ChannelAxis::First) => y.broadcast_add(&b.reshape(bias_shape)?),
+                (None, _) => Ok(y),
             };
         }
         let xf = match self.axis {
@@ -175,6 +179,9 @@ impl CustomOp2 for TapGemm {
         let Some(t_out) = (t + 2 * p).checked_sub(d * (k - 1)).filter(|&n| n > 0) else {
             candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
         };
+        if self.axis == ChannelAxis::Last && d == 1 {
+            return Ok((CpuStorage::F32(windows_gemm(x, w, (b, t, c), (k, o), p, t_out)), Shape::from((b, t_out, o))));
+        }
         let mut out = vec![0f32; b * o * t_out];
         let par = gemm_parallelism();
         for bi in 0..b {
@@ -232,6 +239,52 @@ impl CustomOp2 for TapGemm {
         };
         Ok((CpuStorage::F32(out), shape))
     }
+}
+
+/// A channel-last, dilation-1 convolution as one GEMM. With `p` zero rows around each batch element's `t` token
+/// rows (`tp = t + 2p` rows each), the `k·c` inputs of output row `i` are the `k` consecutive rows from padded row
+/// `i`: a `(rows, k·c)` matrix of overlapping windows, row stride `c`, read in place (im2col without the copy),
+/// against the `(k, c, o)` weight read whole as `(k·c, o)`. One product per call, not one per tap and batch
+/// element: the weight is packed once, the sums run over `k·c`, and the output is written once. Windows that
+/// straddle two batch elements are computed and dropped (`2p` rows per element).
+fn windows_gemm(
+    x: &[f32],
+    w: Weight<'_>,
+    (b, t, c): (usize, usize, usize),
+    (k, o): (usize, usize),
+    p: usize,
+    t_out: usize,
+) -> Vec<f32> {
+    let tp = t + 2 * p;
+    let mut padded = vec![0f32; b * tp * c];
+    for bi in 0..b {
+        padded[(bi * tp + p) * c..][..t * c].copy_from_slice(&x[bi * t * c..][..t * c]);
+    }
+    // every window that lies inside the buffer; for one batch element exactly the output rows
+    let rows = b * tp - (k - 1);
+    let mut full = vec![0f32; rows * o];
+    // SAFETY: window r reads padded[r·c .. (r + k)·c] ⊂ padded (r + k ≤ b·tp); w holds k·c rows of o; full is rows×o
+    unsafe {
+        let lhs = padded.as_ptr();
+        let dst = (full.as_mut_ptr(), o);
+        match w {
+            Weight::F32(w) => gemm_add((rows, o, k * c), dst, (lhs, c), (w.as_ptr(), o), gemm_parallelism()),
+            Weight::Bf16(w) => cpu_bf16::gemm_add(
+                (rows, o, k * c),
+                dst,
+                Operand::F32(lhs, c),
+                Operand::Bf16(w.as_ptr(), o),
+            ),
+        }
+    }
+    if b == 1 {
+        return full;
+    }
+    let mut out = vec![0f32; b * t_out * o];
+    for bi in 0..b {
+        out[bi * t_out * o..][..t_out * o].copy_from_slice(&full[bi * tp * o..][..t_out * o]);
+    }
+    out
 }
 
 /// gemm's parallelism for rayon's thread count.
@@ -301,6 +354,7 @@ mod tests {
             (2, 8, 16, 1, 3, 1, 1),
             (1, 3, 5, 10, 1, 0, 1),
             (1, 2, 2, 12, 3, 0, 2),
+            (3, 4, 6, 5, 3, 4, 1),
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c, t), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (o, c, k), &dev)?;
