@@ -3,7 +3,7 @@
 //! the MM-DiT's channel-last activations, none of the transposes that candle's channel-first `conv1d` needs.
 //! Taps whose window falls in the zero padding are simply skipped for those output positions.
 //! Channel-last with dilation 1 (every MM-DiT convolution) is instead one GEMM over overlapping windows of a
-//! zero-padded copy of the input (see [`windows_gemm`]): at batch 2 the per-tap products were six small GEMMs
+//! zero-padded copy of the input (`windows_gemm`): at batch 2 the per-tap products were six small GEMMs
 //! per call, each packing its slice of the weight again.
 //! Other devices and dtypes go through candle's `conv1d`. Built inside [`crate::cpu_bf16::with_bf16_weights`], the
 //! per-tap weight is held in bf16 and the taps run on [`crate::cpu_bf16`]'s GEMM.
