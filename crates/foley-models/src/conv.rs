@@ -8,7 +8,7 @@
 //! Other devices and dtypes go through candle's `conv1d`. Built inside [`crate::cpu_bf16::with_bf16_weights`], the
 //! per-tap weight is held in bf16 and the taps run on [`crate::cpu_bf16`]'s GEMM.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::cpu_bf16::{self, Operand};
 
@@ -26,12 +26,22 @@ pub enum ChannelAxis {
 /// `(K, O, C)` for channel-first, `(K, C, O)` for channel-last; elsewhere it stays `(O, C, K)` for candle.
 #[derive(Debug, Clone)]
 pub struct Conv1d {
-    w: Tensor,
-    taps: bool,
+    w: Weights,
     bias: Option<Tensor>,
     padding: usize,
     dilation: usize,
     axis: ChannelAxis,
+}
+
+/// A convolution's weight, as the path that computes it reads it.
+#[derive(Debug, Clone)]
+enum Weights {
+    /// `(O, C, K)` for candle's `conv1d` (other devices and dtypes).
+    Candle(Tensor),
+    /// CPU: per tap, `(K, O, C)` channel-first or `(K, C, O)` channel-last, in f32 or bf16.
+    Taps(Tensor),
+    /// CPU bf16, channel-last, dilation 1: `(K·C, O)` as the bf16 kernel reads it (pre-packed for VDPBF16PS), and K.
+    Bf16Windows(cpu_bf16::Bf16Weight, usize),
 }
 
 impl Conv1d {
@@ -43,17 +53,24 @@ impl Conv1d {
         dilation: usize,
         axis: ChannelAxis,
     ) -> candle_core::Result<Self> {
-        w.dims3()?;
+        let (o, c, k) = w.dims3()?;
         let taps = w.device().is_cpu() && w.dtype() == DType::F32;
+        let bf16 = taps && cpu_bf16::bf16_weights();
         let w = match (taps, axis) {
             (true, ChannelAxis::First) => w.permute((2, 0, 1))?.contiguous()?,
             (true, ChannelAxis::Last) => w.permute((2, 1, 0))?.contiguous()?,
             (false, _) => w,
         };
-        let w = if taps && crate::cpu_bf16::bf16_weights() { w.to_dtype(DType::BF16)? } else { w };
+        let w = match (taps, bf16) {
+            (false, _) => Weights::Candle(w),
+            (true, true) if axis == ChannelAxis::Last && dilation <= 1 => {
+                Weights::Bf16Windows(cpu_bf16::Bf16Weight::new(&w.reshape((k * c, o))?)?, k)
+            }
+            (true, true) => Weights::Taps(w.to_dtype(DType::BF16)?),
+            (true, false) => Weights::Taps(w),
+        };
         Ok(Self {
             w,
-            taps,
             bias,
             padding,
             dilation: dilation.max(1),
@@ -69,8 +86,8 @@ impl candle_core::Module for Conv1d {
             ChannelAxis::First => (1, o, 1),
             ChannelAxis::Last => (1, 1, o),
         };
-        if self.taps {
-            // the weight is in the per-tap layout, which only the CPU f32 path reads
+        // the CPU layouts of the weight are read by the CPU f32 path only
+        let cpu_input = || {
             if !x.device().is_cpu() || x.dtype() != DType::F32 {
                 candle_core::bail!(
                     "conv1d: weights are f32 on the CPU, input is {:?} on {:?}",
@@ -78,23 +95,40 @@ impl candle_core::Module for Conv1d {
                     x.device().location()
                 )
             }
-            let op = TapGemm {
+            x.contiguous()
+        };
+        let y = match &self.w {
+            Weights::Candle(w) => return self.candle_forward(x, w),
+            Weights::Taps(w) => cpu_input()?.apply_op2_no_bwd(
+                w,
+                &TapGemm {
+                    padding: self.padding,
+                    dilation: self.dilation,
+                    axis: self.axis,
+                },
+            )?,
+            Weights::Bf16Windows(w, k) => cpu_input()?.apply_op1_no_bwd(&HeldWindows {
+                w,
+                k: *k,
                 padding: self.padding,
-                dilation: self.dilation,
-                axis: self.axis,
-            };
-            let y = x.contiguous()?.apply_op2_no_bwd(&self.w, &op)?;
-            return match (&self.bias, self.axis) {
-                (Some(b), ChannelAxis::Last) => crate::fast_ops::add_bias(y, b),
-                (Some(b), ChannelAxis::First) => y.broadcast_add(&b.reshape(bias_shape)?),
-                (None, _) => Ok(y),
-            };
+            })?,
+        };
+        match (&self.bias, self.axis) {
+            (Some(b), ChannelAxis::Last) => crate::fast_ops::add_bias(y, b),
+            (Some(b), ChannelAxis::First) => y.broadcast_add(&b.reshape(bias_shape)?),
+            (None, _) => Ok(y),
         }
+    }
+}
+
+impl Conv1d {
+    /// Other devices and dtypes: candle's channel-first `conv1d` on the `(O, C, K)` weight.
+    fn candle_forward(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         let xf = match self.axis {
             ChannelAxis::First => x.clone(),
             ChannelAxis::Last => x.transpose(1, 2)?.contiguous()?,
         };
-        let mut y = xf.conv1d(&self.w, self.padding, 1, self.dilation, 1)?;
+        let mut y = xf.conv1d(w, self.padding, 1, self.dilation, 1)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.reshape((1, (), 1))?)?;
         }
@@ -180,7 +214,16 @@ impl CustomOp2 for TapGemm {
             candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
         };
         if self.axis == ChannelAxis::Last && d == 1 {
-            return Ok((CpuStorage::F32(windows_gemm(x, w, (b, t, c), (k, o), p, t_out)), Shape::from((b, t_out, o))));
+            // SAFETY: windows_gemm passes the shape of the matrices it addresses; w is the (k·c, o) weight
+            let out = windows_gemm(x, (b, t, c), (k, o), p, t_out, |mnk, dst, (lhs, rs)| unsafe {
+                match w {
+                    Weight::F32(w) => gemm_add(mnk, dst, (lhs, rs), (w.as_ptr(), o), gemm_parallelism()),
+                    Weight::Bf16(w) => {
+                        cpu_bf16::gemm_add(mnk, dst, Operand::F32(lhs, rs), Operand::Bf16(w.as_ptr(), o))
+                    }
+                }
+            });
+            return Ok((CpuStorage::F32(out), Shape::from((b, t_out, o))));
         }
         let mut out = vec![0f32; b * o * t_out];
         let par = gemm_parallelism();
@@ -241,19 +284,51 @@ impl CustomOp2 for TapGemm {
     }
 }
 
+/// [`Weights::Bf16Windows`]: `x` `(B, T, C)` f32 → `(B, T_out, O)`.
+struct HeldWindows<'a> {
+    w: &'a cpu_bf16::Bf16Weight,
+    k: usize,
+    padding: usize,
+}
+
+impl CustomOp1 for HeldWindows<'_> {
+    fn name(&self) -> &'static str {
+        "conv1d-windows-bf16"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = crate::fast_ops::contiguous_f32_ref(xs, xl, self.name())?;
+        let (b, t, ci) = xl.shape().dims3()?;
+        let (kc, o) = self.w.dims();
+        let (k, p) = (self.k, self.padding);
+        if k == 0 || kc != k * ci {
+            candle_core::bail!("{}: input has {ci} channels, the kernel expects {}", self.name(), kc / k.max(1))
+        }
+        let Some(t_out) = (t + 2 * p).checked_sub(k - 1).filter(|&n| n > 0) else {
+            candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
+        };
+        // SAFETY: windows_gemm passes the shape of the matrices it addresses (see there)
+        let out = windows_gemm(x, (b, t, ci), (k, o), p, t_out, |mnk, dst, (lhs, rs)| unsafe {
+            self.w.gemm_add(mnk, dst, Operand::F32(lhs, rs))
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, t_out, o))))
+    }
+}
+
 /// A channel-last, dilation-1 convolution as one GEMM. With `p` zero rows around each batch element's `t` token
 /// rows (`tp = t + 2p` rows each), the `k·c` inputs of output row `i` are the `k` consecutive rows from padded row
 /// `i`: a `(rows, k·c)` matrix of overlapping windows, row stride `c`, read in place (im2col without the copy),
 /// against the `(k, c, o)` weight read whole as `(k·c, o)`. One product per call, not one per tap and batch
 /// element: the weight is packed once, the sums run over `k·c`, and the output is written once. Windows that
-/// straddle two batch elements are computed and dropped (`2p` rows per element).
+/// straddle two batch elements are computed and dropped (`2p` rows per element). `product((m, n, kk), dst,
+/// lhs)` adds `lhs (m×kk) · W (kk×n)` into `dst`, each a (pointer, row stride) addressing exactly that matrix.
 fn windows_gemm(
     x: &[f32],
-    w: Weight<'_>,
     (b, t, c): (usize, usize, usize),
     (k, o): (usize, usize),
     p: usize,
     t_out: usize,
+    product: impl FnOnce((usize, usize, usize), (*mut f32, usize), (*const f32, usize)),
 ) -> Vec<f32> {
     let tp = t + 2 * p;
     let mut padded = vec![0f32; b * tp * c];
@@ -263,20 +338,8 @@ fn windows_gemm(
     // every window that lies inside the buffer; for one batch element exactly the output rows
     let rows = b * tp - (k - 1);
     let mut full = vec![0f32; rows * o];
-    // SAFETY: window r reads padded[r·c .. (r + k)·c] ⊂ padded (r + k ≤ b·tp); w holds k·c rows of o; full is rows×o
-    unsafe {
-        let lhs = padded.as_ptr();
-        let dst = (full.as_mut_ptr(), o);
-        match w {
-            Weight::F32(w) => gemm_add((rows, o, k * c), dst, (lhs, c), (w.as_ptr(), o), gemm_parallelism()),
-            Weight::Bf16(w) => cpu_bf16::gemm_add(
-                (rows, o, k * c),
-                dst,
-                Operand::F32(lhs, c),
-                Operand::Bf16(w.as_ptr(), o),
-            ),
-        }
-    }
+    // window r reads padded[r·c .. (r + k)·c] ⊂ padded (r + k ≤ b·tp); full is rows×o
+    product((rows, o, k * c), (full.as_mut_ptr(), o), (padded.as_ptr(), c));
     if b == 1 {
         return full;
     }
@@ -384,7 +447,11 @@ mod tests {
         let want = x.conv1d(&w16, p, 1, 1, 1)?;
         for axis in [ChannelAxis::First, ChannelAxis::Last] {
             let conv = crate::cpu_bf16::with_bf16_weights(|| Conv1d::new(w.clone(), None, p, 1, axis))?;
-            assert_eq!(conv.w.dtype(), DType::BF16);
+            match (&conv.w, axis) {
+                (Weights::Taps(w), ChannelAxis::First) => assert_eq!(w.dtype(), DType::BF16),
+                (Weights::Bf16Windows(w, 3), ChannelAxis::Last) => assert_eq!(w.dims(), (3 * c, o)),
+                (w, _) => panic!("{axis:?}: {w:?}"),
+            }
             let got = match axis {
                 ChannelAxis::First => conv.forward(&x)?,
                 ChannelAxis::Last => conv.forward(&x.transpose(1, 2)?.contiguous()?)?.transpose(1, 2)?,

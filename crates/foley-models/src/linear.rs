@@ -14,8 +14,9 @@ use candle_nn::VarBuilder;
 pub enum Linear {
     /// CPU/f32: `weight` is `(in, out)`, contiguous.
     Transposed { weight: Tensor, bias: Option<Tensor> },
-    /// CPU/f32 activations with a bf16 weight `(in, out)` (see [`crate::cpu_bf16`]).
-    Bf16 { weight: Tensor, bias: Option<Tensor> },
+    /// CPU/f32 activations with a bf16 weight `(in, out)`, held as the bf16 kernel reads it (see
+    /// [`crate::cpu_bf16::Bf16Weight`]).
+    Bf16 { weight: crate::cpu_bf16::Bf16Weight, bias: Option<Tensor> },
     /// Any other device or dtype.
     Candle(candle_nn::Linear),
 }
@@ -26,7 +27,7 @@ impl Linear {
         weight.dims2()?;
         if weight.device().is_cpu() && weight.dtype() == DType::F32 && crate::cpu_bf16::bf16_weights() {
             Ok(Self::Bf16 {
-                weight: transpose(&weight)?.to_dtype(DType::BF16)?,
+                weight: crate::cpu_bf16::Bf16Weight::new(&transpose(&weight)?)?,
                 bias,
             })
         } else if weight.device().is_cpu() && weight.dtype() == DType::F32 {
@@ -79,7 +80,7 @@ impl Module for Linear {
         match self {
             Self::Candle(l) => l.forward(x),
             Self::Bf16 { weight, bias } => {
-                let y = crate::cpu_bf16::matmul(x, weight)?;
+                let y = weight.matmul(x)?;
                 match bias {
                     Some(b) => crate::fast_ops::add_bias(y, b),
                     None => Ok(y),
@@ -167,7 +168,10 @@ mod tests {
         let b = Tensor::randn(0f32, 1.0, 7, &dev)?;
         let l = crate::cpu_bf16::with_bf16_weights(|| Linear::new(w.clone(), Some(b.clone())))?;
         let Linear::Bf16 { weight, .. } = &l else { panic!("not bf16: {l:?}") };
-        assert_eq!((weight.dtype(), weight.dims()), (DType::BF16, &[40, 7][..]));
+        assert_eq!(weight.dims(), (40, 7));
+        // packed once for the blocked VDPBF16PS kernel (or its emulation), plain bf16 for widening
+        let widen = crate::cpu_bf16::Kernel::get() == crate::cpu_bf16::Kernel::Widen;
+        assert_eq!(weight.is_packed(), !widen);
         let x = Tensor::randn(0f32, 1.0, (2, 3, 40), &dev)?;
         let w16 = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
         let want = candle_nn::Linear::new(w16, Some(b.clone())).forward(&x)?;

@@ -11,7 +11,7 @@ mod cpu_bf16 {
     pub mod lanes;
 }
 
-use cpu_bf16::blocked::{gemm_add, task, to_bf16, Operand, Task};
+use cpu_bf16::blocked::{gemm_add, task, to_bf16, Operand, Packed, Rhs, Task};
 use cpu_bf16::lanes::{Avx512Bf16, Emulated};
 
 #[target_feature(enable = "avx512f,avx512bf16")]
@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
         (40, 40, 64, false),
         (14, 1100, 6, true),
         (25, 31, 300, true),
+        (3, 1100, 300, true),
     ] {
         let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
         let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
@@ -56,12 +57,16 @@ fn main() -> std::process::ExitCode {
             (Operand::Bf16(a16.as_ptr(), k), Operand::F32(b.as_ptr(), n))
         };
         let init: Vec<f32> = (0..m * n).map(|_| lcg(&mut seed)).collect();
-        let (mut got, mut emu) = (init.clone(), init.clone());
+        let (mut got, mut emu, mut packed) = (init.clone(), init.clone(), init.clone());
         // SAFETY: the vectors hold the whole matrices; the features were checked above
         unsafe {
-            gemm_add((m, n, k), (got.as_mut_ptr(), n), lhs, rhs, real, 1);
-            gemm_add((m, n, k), (emu.as_mut_ptr(), n), lhs, rhs, emulated, 1);
+            gemm_add((m, n, k), (got.as_mut_ptr(), n), lhs, Rhs::Plain(rhs), real, 1);
+            gemm_add((m, n, k), (emu.as_mut_ptr(), n), lhs, Rhs::Plain(rhs), emulated, 1);
+            // the right operand packed once, as the networks hold their weights
+            let once = Packed::new(rhs, k, n);
+            gemm_add((m, n, k), (packed.as_mut_ptr(), n), lhs, Rhs::Packed(&once), real, 1);
         }
+        let same_packed = packed == got;
         let (mut vs_f64, mut vs_emu) = (0f64, 0f64);
         for i in 0..m {
             for j in 0..n {
@@ -71,9 +76,9 @@ fn main() -> std::process::ExitCode {
             }
         }
         let bound = 1e-6 * (k as f64).max(8.0);
-        let pass = vs_f64 <= bound && vs_emu <= bound;
+        let pass = vs_f64 <= bound && vs_emu <= bound && same_packed;
         ok &= pass;
-        println!("{m}x{n}x{k} rhs_bf16={rhs_bf16}: max |vdpbf16ps - f64| = {vs_f64:.2e}, max |vdpbf16ps - emulated| = {vs_emu:.2e} (bound {bound:.1e}) {}", if pass { "ok" } else { "FAIL" });
+        println!("{m}x{n}x{k} rhs_bf16={rhs_bf16}: max |vdpbf16ps - f64| = {vs_f64:.2e}, max |vdpbf16ps - emulated| = {vs_emu:.2e} (bound {bound:.1e}), packed once identical: {same_packed} {}", if pass { "ok" } else { "FAIL" });
     }
     println!("{}", if ok { "all agree" } else { "MISMATCH" });
     std::process::ExitCode::from(if ok { 0 } else { 1 })

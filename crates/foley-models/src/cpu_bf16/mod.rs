@@ -6,7 +6,7 @@
 //! elementwise work) stays f32. The products run on one of two [`Kernel`]s, chosen once per process:
 //! - [`Kernel::Avx512Bf16`], where the processor has AVX512F and AVX512-BF16 and the kernel passes a self-test
 //!   against the other: a blocked GEMM on VDPBF16PS ([`blocked`]), the f32 activations rounded to bf16 as they are
-//!   packed (as the reference's bf16 activations are);
+//!   packed (as the reference's bf16 activations are), the weights packed once at load ([`Bf16Weight`]);
 //! - [`Kernel::Widen`] elsewhere: the bf16 operand is widened to f32 for each product and gemm's f32 kernels run
 //!   (exact products of the bf16 weights, f32 speed minus the widening). One log line says which runs.
 //!
@@ -19,12 +19,13 @@ mod lanes;
 pub mod peak;
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 pub(crate) use blocked::Operand;
+use blocked::{Packed, Rhs};
 
 thread_local! {
     static BF16_WEIGHTS: Cell<bool> = const { Cell::new(false) };
@@ -131,18 +132,23 @@ fn select() -> Kernel {
     Kernel::Widen
 }
 
-/// The VDPBF16PS kernel against the widened f32 product, on shapes with every kind of tile edge.
+/// The VDPBF16PS kernel against the widened f32 product, on shapes with every kind of tile edge, and with its
+/// weight packed once against packed on the call.
 fn self_test() -> Result<(), String> {
     for &(m, n, k) in &[(37, 45, 70), (200, 70, 300), (1, 33, 5)] {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
         let w: Vec<u16> = (0..k * n).map(|i| blocked::to_bf16(((i * 53 % 97) as f32 - 48.0) / 32.0)).collect();
-        let (mut got, mut want) = (vec![0f32; m * n], vec![0f32; m * n]);
+        let (mut got, mut want, mut packed) = (vec![0f32; m * n], vec![0f32; m * n], vec![0f32; m * n]);
         let lhs = Operand::F32(a.as_ptr(), k);
         let rhs = Operand::Bf16(w.as_ptr(), n);
         // SAFETY: the vectors hold the whole matrices; the caller checked the processor's features
         unsafe {
-            avx512_gemm_add((m, n, k), (got.as_mut_ptr(), n), lhs, rhs);
+            avx512_gemm_add((m, n, k), (got.as_mut_ptr(), n), lhs, Rhs::Plain(rhs));
             widen_gemm_add((m, n, k), (want.as_mut_ptr(), n), lhs, rhs);
+            avx512_gemm_add((m, n, k), (packed.as_mut_ptr(), n), lhs, Rhs::Packed(&Packed::new(rhs, k, n)));
+        }
+        if packed != got {
+            return Err(format!("{m}x{n}x{k}: the weight packed once gives other sums"));
         }
         // the kernel also rounds the f32 operand to bf16: relative 2^-9 per product, k products of size ≤ 1.2
         let bound = 4e-3 * k as f32;
@@ -161,9 +167,19 @@ fn self_test() -> Result<(), String> {
 /// touches meanwhile.
 pub(crate) unsafe fn gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Operand) {
     match Kernel::get() {
-        Kernel::Avx512Bf16 => avx512_gemm_add(mnk, dst, lhs, rhs),
         Kernel::Widen => widen_gemm_add(mnk, dst, lhs, rhs),
-        Kernel::Emulated => {
+        Kernel::Avx512Bf16 | Kernel::Emulated => blocked_gemm_add(mnk, dst, lhs, Rhs::Plain(rhs)),
+    }
+}
+
+/// [`gemm_add`] on the blocked GEMM of this process's kernel (VDPBF16PS, or its emulation).
+///
+/// # Safety
+/// As [`gemm_add`]; the kernel is [`Kernel::Avx512Bf16`] or [`Kernel::Emulated`].
+unsafe fn blocked_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Rhs<'_>) {
+    match Kernel::get() {
+        Kernel::Avx512Bf16 => avx512_gemm_add(mnk, dst, lhs, rhs),
+        _ => {
             unsafe fn run(t: &blocked::Task) {
                 blocked::task::<lanes::Emulated>(t)
             }
@@ -176,7 +192,7 @@ pub(crate) unsafe fn gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize)
 ///
 /// # Safety
 /// As [`gemm_add`], on a processor with AVX512F and AVX512-BF16.
-unsafe fn avx512_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Operand) {
+unsafe fn avx512_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand, rhs: Rhs<'_>) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bf16")]
@@ -244,18 +260,125 @@ unsafe fn widen_gemm_add((m, n, k): (usize, usize, usize), dst: (*mut f32, usize
     crate::conv::gemm_add((m, n, k), dst, (l, l_rs), (r, r_rs), crate::conv::gemm_parallelism());
 }
 
-/// `x (…, k) · w (k, n)` for f32 activations and a bf16 weight on the CPU (contiguous), in f32.
-pub fn matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    let dims = x.dims();
-    let Some((&k, lead)) = dims.split_last() else { candle_core::bail!("bf16 matmul: scalar input") };
-    let rows = lead.iter().product::<usize>();
-    let y = x.reshape((rows, k))?.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &MatMul)?;
-    let mut out = lead.to_vec();
-    out.push(w.dim(1)?);
-    y.reshape(out)
+/// A GEMM weight `(k, n)` held in bf16 the way this process's [`Kernel`] reads it: a bf16 tensor that
+/// [`Kernel::Widen`] widens for each product, or, for the blocked VDPBF16PS kernel (and its emulation), the same
+/// bf16 values packed once at load into the kernel's panels, so that no product packs the weight again.
+#[derive(Clone)]
+pub struct Bf16Weight {
+    repr: Repr,
+    k: usize,
+    n: usize,
 }
 
-/// The [`matmul`] op: `(m, k)` f32 × `(k, n)` bf16 → `(m, n)` f32.
+#[derive(Clone)]
+enum Repr {
+    Bf16(Tensor),
+    Packed(Arc<Packed>),
+}
+
+impl std::fmt::Debug for Bf16Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.is_packed() { "packed" } else { "bf16" };
+        write!(f, "Bf16Weight({}×{}, {how})", self.k, self.n)
+    }
+}
+
+impl Bf16Weight {
+    /// From a CPU `(k, n)` weight of any float dtype: rounded to bf16 (nearest-even), then packed where the
+    /// kernel is the blocked one.
+    pub fn new(w: &Tensor) -> candle_core::Result<Self> {
+        let (k, n) = w.dims2()?;
+        if !w.device().is_cpu() {
+            candle_core::bail!("bf16 weight: CPU only")
+        }
+        let w = w.to_dtype(DType::BF16)?.contiguous()?;
+        let repr = match Kernel::get() {
+            Kernel::Widen => Repr::Bf16(w),
+            Kernel::Avx512Bf16 | Kernel::Emulated => {
+                let (storage, layout) = w.storage_and_layout();
+                let (candle_core::Storage::Cpu(CpuStorage::BF16(data)), Some((a, b))) =
+                    (&*storage, layout.contiguous_offsets())
+                else {
+                    candle_core::bail!("bf16 weight: not a contiguous CPU bf16 tensor")
+                };
+                let bits = &data[a..b];
+                // SAFETY: half's bf16 is a transparent u16; `bits` holds the whole k×n matrix
+                let packed = unsafe { Packed::new(Operand::Bf16(bits.as_ptr().cast::<u16>(), n), k, n) };
+                Repr::Packed(Arc::new(packed))
+            }
+        };
+        Ok(Self { repr, k, n })
+    }
+
+    /// `(k, n)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// Whether the weight is held pre-packed for the blocked kernel.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.repr, Repr::Packed(_))
+    }
+
+    /// `x (…, k) · w` for f32 activations on the CPU, in f32.
+    pub fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let Some((&k, lead)) = dims.split_last() else { candle_core::bail!("bf16 matmul: scalar input") };
+        let rows = lead.iter().product::<usize>();
+        let x = x.reshape((rows, k))?.contiguous()?;
+        let y = match &self.repr {
+            Repr::Bf16(w) => x.apply_op2_no_bwd(w, &MatMul)?,
+            Repr::Packed(_) => x.apply_op1_no_bwd(&PackedMatMul(self))?,
+        };
+        let mut out = lead.to_vec();
+        out.push(self.n);
+        y.reshape(out)
+    }
+
+    /// `dst (m×n) += lhs (m×k) · w`.
+    ///
+    /// # Safety
+    /// As [`gemm_add`], with `(k, n)` this weight's shape.
+    pub(crate) unsafe fn gemm_add(&self, (m, n, k): (usize, usize, usize), dst: (*mut f32, usize), lhs: Operand) {
+        assert_eq!((k, n), (self.k, self.n), "bf16 weight of another shape");
+        match &self.repr {
+            Repr::Packed(p) => blocked_gemm_add((m, n, k), dst, lhs, Rhs::Packed(p)),
+            Repr::Bf16(w) => {
+                let (storage, layout) = w.storage_and_layout();
+                let (candle_core::Storage::Cpu(CpuStorage::BF16(data)), Some((a, _))) =
+                    (&*storage, layout.contiguous_offsets())
+                else {
+                    unreachable!("built contiguous on the CPU in bf16 (Bf16Weight::new)")
+                };
+                gemm_add((m, n, k), dst, lhs, Operand::Bf16(data[a..].as_ptr().cast::<u16>(), n))
+            }
+        }
+    }
+}
+
+/// [`Bf16Weight::matmul`] with a packed weight: `(m, k)` f32 → `(m, n)` f32.
+struct PackedMatMul<'a>(&'a Bf16Weight);
+
+impl CustomOp1 for PackedMatMul<'_> {
+    fn name(&self) -> &'static str {
+        "packed-bf16-weight-matmul"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = crate::fast_ops::contiguous_f32_ref(xs, xl, self.name())?;
+        let (m, k) = xl.shape().dims2()?;
+        let (kw, n) = self.0.dims();
+        if k != kw {
+            candle_core::bail!("{}: ({m}, {k}) × ({kw}, {n})", self.name())
+        }
+        let mut out = vec![0f32; m * n];
+        // SAFETY: x is m×k, contiguous; out is m×n
+        unsafe { self.0.gemm_add((m, n, k), (out.as_mut_ptr(), n), Operand::F32(x.as_ptr(), k)) };
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+/// [`Bf16Weight::matmul`] with a plain bf16 weight: `(m, k)` f32 × `(k, n)` bf16 → `(m, n)` f32.
 struct MatMul;
 
 impl CustomOp2 for MatMul {
@@ -320,11 +443,13 @@ mod tests {
     #[test]
     fn matmul_matches_f32_product_of_the_bf16_weight() -> candle_core::Result<()> {
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 1.0, (96, 70), &dev)?.to_dtype(DType::BF16)?;
-        let wf = w.to_dtype(DType::F32)?;
+        let w = Tensor::randn(0f32, 1.0, (96, 70), &dev)?;
+        let wf = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        let weight = Bf16Weight::new(&w)?;
+        assert_eq!(weight.is_packed(), Kernel::get() != Kernel::Widen);
         for shape in [vec![5, 96], vec![2, 3, 96], vec![300, 96]] {
             let x = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev)?;
-            let got = matmul(&x, &w)?;
+            let got = weight.matmul(&x)?;
             let want = x.broadcast_matmul(&wf)?;
             assert_eq!(got.dims(), want.dims());
             let e = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
