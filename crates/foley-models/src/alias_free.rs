@@ -218,6 +218,12 @@ mod tests {
                 .to_scalar::<f32>()?;
             assert!(err < 1e-5, "T={t}: {err}");
         }
+        // amplitudes past the vectorised sine's range (|α u| > 8192) take libm's, relative to the output scale
+        let x = (Tensor::randn(0f32, 2.0, (2, c, 40), &dev)? * 5000.0)?;
+        let want = act.forward_unfused(&x)?;
+        let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let err = (act.forward(&x)? - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(scale > 8192.0 && err <= 1e-6 * scale, "large amplitudes: {err} of {scale}");
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alias_free::Activation1d;
 use crate::conv::{ChannelAxis, Conv1d};
+use crate::conv_transpose::ConvTranspose1d;
 use crate::error::{Error, Result};
 use crate::weights::weight_norm_weight;
 
@@ -100,31 +101,21 @@ impl Module for WnConv1d {
 
 /// A weight-normed `ConvTranspose1d(i, o, k, stride=u, padding=(k - u) / 2)` with bias.
 #[derive(Debug, Clone)]
-struct WnConvTranspose1d {
-    w: Tensor,
-    b: Tensor,
-    stride: usize,
-    pad: usize,
-}
+struct WnConvTranspose1d(ConvTranspose1d);
 
 impl WnConvTranspose1d {
     fn new(i: usize, o: usize, k: usize, u: usize, vb: VarBuilder) -> Result<Self> {
         if k < u {
             return Err(Error::BadConfig(format!("bigvgan: upsample kernel {k} < rate {u}")));
         }
-        Ok(Self {
-            w: weight_norm_weight(&vb, (i, o, k))?,
-            b: vb.get(o, "bias")?.reshape((1, o, 1))?,
-            stride: u,
-            pad: (k - u) / 2,
-        })
+        let w = weight_norm_weight(&vb, (i, o, k))?;
+        Ok(Self(ConvTranspose1d::new(w, Some(vb.get(o, "bias")?), u, (k - u) / 2)?))
     }
 }
 
 impl Module for WnConvTranspose1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.conv_transpose1d(&self.w, self.pad, 0, self.stride, 1, 1)?
-            .broadcast_add(&self.b)
+        self.0.forward(x)
     }
 }
 

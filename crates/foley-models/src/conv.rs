@@ -9,6 +9,7 @@
 //! per-tap weight is held in bf16 and the taps run on [`crate::cpu_bf16`]'s GEMM.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
 
 use crate::cpu_bf16::{self, Operand};
 
@@ -54,6 +55,11 @@ impl Conv1d {
         axis: ChannelAxis,
     ) -> candle_core::Result<Self> {
         let (o, c, k) = w.dims3()?;
+        if let Some(b) = &bias {
+            if b.dims() != [o] {
+                candle_core::bail!("conv1d: bias {:?} for {o} output channels", b.dims())
+            }
+        }
         let taps = w.device().is_cpu() && w.dtype() == DType::F32;
         let bf16 = taps && cpu_bf16::bf16_weights();
         let w = match (taps, axis) {
@@ -81,11 +87,6 @@ impl Conv1d {
 
 impl candle_core::Module for Conv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let o = self.bias.as_ref().map(|b| b.elem_count()).unwrap_or(0);
-        let bias_shape = match self.axis {
-            ChannelAxis::First => (1, o, 1),
-            ChannelAxis::Last => (1, 1, o),
-        };
         // the CPU layouts of the weight are read by the CPU f32 path only
         let cpu_input = || {
             if !x.device().is_cpu() || x.dtype() != DType::F32 {
@@ -105,23 +106,26 @@ impl candle_core::Module for Conv1d {
                     padding: self.padding,
                     dilation: self.dilation,
                     axis: self.axis,
+                    bias: self.cpu_bias()?,
                 },
             )?,
             Weights::Bf16Windows(w, k) => cpu_input()?.apply_op1_no_bwd(&HeldWindows {
                 w,
                 k: *k,
                 padding: self.padding,
+                bias: self.cpu_bias()?,
             })?,
         };
-        match (&self.bias, self.axis) {
-            (Some(b), ChannelAxis::Last) => crate::fast_ops::add_bias(y, b),
-            (Some(b), ChannelAxis::First) => y.broadcast_add(&b.reshape(bias_shape)?),
-            (None, _) => Ok(y),
-        }
+        Ok(y)
     }
 }
 
 impl Conv1d {
+    /// The bias for the CPU paths, which start their output with it.
+    fn cpu_bias(&self) -> candle_core::Result<Option<Vec<f32>>> {
+        self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()).transpose()
+    }
+
     /// Other devices and dtypes: candle's channel-first `conv1d` on the `(O, C, K)` weight.
     fn candle_forward(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         let xf = match self.axis {
@@ -159,6 +163,20 @@ struct TapGemm {
     padding: usize,
     dilation: usize,
     axis: ChannelAxis,
+    /// Starts the output (the products are added to it), so no separate pass adds it.
+    bias: Option<Vec<f32>>,
+}
+
+/// A new `(b, rows, cols)` buffer holding `bias` along the channel axis (rows for channel-first, columns for
+/// channel-last), or zeros.
+fn init_out(b: usize, (rows, cols): (usize, usize), axis: ChannelAxis, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut out = vec![0f32; b * rows * cols];
+    let Some(bias) = bias else { return out };
+    match axis {
+        ChannelAxis::First => out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| row.fill(bias[r % rows])),
+        ChannelAxis::Last => out.par_chunks_mut(cols).for_each(|row| row.copy_from_slice(bias)),
+    }
+    out
 }
 
 impl CustomOp2 for TapGemm {
@@ -215,7 +233,7 @@ impl CustomOp2 for TapGemm {
         };
         if self.axis == ChannelAxis::Last && d == 1 {
             // SAFETY: windows_gemm passes the shape of the matrices it addresses; w is the (k·c, o) weight
-            let out = windows_gemm(x, (b, t, c), (k, o), p, t_out, |mnk, dst, (lhs, rs)| unsafe {
+            let out = windows_gemm(x, (b, t, c), (k, o), p, t_out, self.bias.as_deref(), |mnk, dst, (lhs, rs)| unsafe {
                 match w {
                     Weight::F32(w) => gemm_add(mnk, dst, (lhs, rs), (w.as_ptr(), o), gemm_parallelism()),
                     Weight::Bf16(w) => {
@@ -225,7 +243,10 @@ impl CustomOp2 for TapGemm {
             });
             return Ok((CpuStorage::F32(out), Shape::from((b, t_out, o))));
         }
-        let mut out = vec![0f32; b * o * t_out];
+        let mut out = match self.axis {
+            ChannelAxis::First => init_out(b, (o, t_out), self.axis, self.bias.as_deref()),
+            ChannelAxis::Last => init_out(b, (t_out, o), self.axis, self.bias.as_deref()),
+        };
         let par = gemm_parallelism();
         for bi in 0..b {
             let xb = &x[bi * c * t..(bi + 1) * c * t];
@@ -289,6 +310,7 @@ struct HeldWindows<'a> {
     w: &'a cpu_bf16::Bf16Weight,
     k: usize,
     padding: usize,
+    bias: Option<Vec<f32>>,
 }
 
 impl CustomOp1 for HeldWindows<'_> {
@@ -308,7 +330,7 @@ impl CustomOp1 for HeldWindows<'_> {
             candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
         };
         // SAFETY: windows_gemm passes the shape of the matrices it addresses (see there)
-        let out = windows_gemm(x, (b, t, ci), (k, o), p, t_out, |mnk, dst, (lhs, rs)| unsafe {
+        let out = windows_gemm(x, (b, t, ci), (k, o), p, t_out, self.bias.as_deref(), |mnk, dst, (lhs, rs)| unsafe {
             self.w.gemm_add(mnk, dst, Operand::F32(lhs, rs))
         });
         Ok((CpuStorage::F32(out), Shape::from((b, t_out, o))))
@@ -321,13 +343,15 @@ impl CustomOp1 for HeldWindows<'_> {
 /// against the `(k, c, o)` weight read whole as `(k·c, o)`. One product per call, not one per tap and batch
 /// element: the weight is packed once, the sums run over `k·c`, and the output is written once. Windows that
 /// straddle two batch elements are computed and dropped (`2p` rows per element). `product((m, n, kk), dst,
-/// lhs)` adds `lhs (m×kk) · W (kk×n)` into `dst`, each a (pointer, row stride) addressing exactly that matrix.
+/// lhs)` adds `lhs (m×kk) · W (kk×n)` into `dst`, each a (pointer, row stride) addressing exactly that matrix;
+/// `dst` starts as `bias` on every row.
 fn windows_gemm(
     x: &[f32],
     (b, t, c): (usize, usize, usize),
     (k, o): (usize, usize),
     p: usize,
     t_out: usize,
+    bias: Option<&[f32]>,
     product: impl FnOnce((usize, usize, usize), (*mut f32, usize), (*const f32, usize)),
 ) -> Vec<f32> {
     let tp = t + 2 * p;
@@ -337,7 +361,7 @@ fn windows_gemm(
     }
     // every window that lies inside the buffer; for one batch element exactly the output rows
     let rows = b * tp - (k - 1);
-    let mut full = vec![0f32; rows * o];
+    let mut full = init_out(1, (rows, o), ChannelAxis::Last, bias);
     // window r reads padded[r·c .. (r + k)·c] ⊂ padded (r + k ≤ b·tp); full is rows×o
     product((rows, o, k * c), (full.as_mut_ptr(), o), (padded.as_ptr(), c));
     if b == 1 {

@@ -65,6 +65,40 @@ pub(crate) fn contiguous_f32<'a>(storage: &'a mut CpuStorage, layout: &Layout, w
     }
 }
 
+/// Largest `|x|` for which [`sin_f32`] holds its accuracy (its three-part reduction by π/2 is exact below it).
+pub(crate) const SIN_F32_MAX: f32 = 8192.0;
+
+/// `sin(x)` for f32 with `|x| ≤` [`SIN_F32_MAX`], written so that LLVM vectorises loops over it: the nearest multiple
+/// `n` of π/2 from the rounding's bits, `r = x − n·π/2` in three parts (Cephes' constants), then Cephes' sine or
+/// cosine polynomial on `r` by `n mod 4` (within 2 ulps of 1 against f64's `sin`).
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' coefficients as published
+pub(crate) fn sin_f32<M: MulAdd>(x: f32) -> f32 {
+    const FRAC_2_PI: f32 = std::f32::consts::FRAC_2_PI;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23, as in exp_f32
+    const DP1: f32 = 1.570_312_5;
+    const DP2: f32 = 4.837_512_969_970_703_125e-4;
+    const DP3: f32 = 7.549_789_954_891_882_16e-8;
+    let a = x.abs();
+    let t = M::mul_add(a, FRAC_2_PI, ROUND);
+    let quadrant = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let n = t - ROUND;
+    let r = M::mul_add(-n, DP3, M::mul_add(-n, DP2, M::mul_add(-n, DP1, a)));
+    let z = r * r;
+    let mut sin = -1.951_529_589_1e-4f32;
+    sin = M::mul_add(sin, z, 8.332_160_873_6e-3);
+    sin = M::mul_add(sin, z, -1.666_665_461_1e-1);
+    let sin = M::mul_add(sin * z, r, r);
+    let mut cos = 2.443_315_711_809_948e-5f32;
+    cos = M::mul_add(cos, z, -1.388_731_625_493_765e-3);
+    cos = M::mul_add(cos, z, 4.166_664_568_298_827e-2);
+    let cos = M::mul_add(cos * z, z, M::mul_add(-0.5, z, 1.0));
+    let y = if quadrant & 1 == 0 { sin } else { cos };
+    // sin(−x) = −sin(x); quadrants 2 and 3 negate
+    let flip = ((quadrant & 2) << 30) ^ (x.to_bits() & 0x8000_0000);
+    f32::from_bits(y.to_bits() ^ flip)
+}
+
 pub(crate) fn contiguous_f32_ref<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{what}: input has to be contiguous")
@@ -306,6 +340,17 @@ mod tests {
             let want = x.exp();
             for got in [exp_f32::<Plain>(x), exp_f32::<Fused>(x)] {
                 assert!(((got - want) / want).abs() < 4e-7, "exp({x}) = {got}, want {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn sin_is_accurate() {
+        let xs = (-300_000..=300_000).map(|i| i as f32 * 0.0273).chain([0.0, -0.0, 1e-30, 1e-6, 8191.9, -8192.0]);
+        for x in xs {
+            let want = (x as f64).sin();
+            for got in [sin_f32::<Plain>(x), sin_f32::<Fused>(x)] {
+                assert!((got as f64 - want).abs() <= 2.0 * f32::EPSILON as f64 * want.abs().max(0.5), "sin({x}) = {got}, want {want}");
             }
         }
     }

@@ -10,6 +10,7 @@ mod alias_free_cpu;
 pub mod bigvgan;
 pub mod checked;
 pub mod conv;
+pub mod conv_transpose;
 pub mod cpu_bf16;
 pub mod error;
 pub mod generate;
