@@ -289,7 +289,7 @@ struct QkvHeads<'a> {
 }
 
 impl QkvHeads<'_> {
-    /// One output block `(N, d)`: stream `j` (q, k, v) of head `h` of batch `b`.
+    /// One output block `(N, d)`: stream `j` (q, k, v) of head `h`, from `src`, one batch element's `N` rows.
     fn block(&self, out: &mut [f32], src: &[f32], j: usize, h: usize, scratch: &mut [f32]) {
         let d = scratch.len();
         let row = 3 * self.heads * d;
