@@ -167,6 +167,15 @@ struct TapGemm {
     bias: Option<Vec<f32>>,
 }
 
+/// Output length of a stride-1 convolution of `t` samples (padding `p`, dilation `d`, `k` taps, `k ≥ 1`); an error
+/// where the input is shorter than the kernel's reach.
+fn out_len(what: &str, t: usize, p: usize, d: usize, k: usize) -> candle_core::Result<usize> {
+    match (t + 2 * p).checked_sub(d * (k - 1)).filter(|&n| n > 0) {
+        Some(n) => Ok(n),
+        None => candle_core::bail!("{what}: input of length {t} is shorter than the kernel"),
+    }
+}
+
 /// A new `(b, rows, cols)` buffer holding `bias` along the channel axis (rows for channel-first, columns for
 /// channel-last), or zeros.
 fn init_out(b: usize, (rows, cols): (usize, usize), axis: ChannelAxis, bias: Option<&[f32]>) -> Vec<f32> {
@@ -228,18 +237,12 @@ impl CustomOp2 for TapGemm {
             candle_core::bail!("{}: input has {ci} channels, the kernel expects {c} (k = {k})", self.name())
         }
         let (p, d) = (self.padding, self.dilation.max(1));
-        let Some(t_out) = (t + 2 * p).checked_sub(d * (k - 1)).filter(|&n| n > 0) else {
-            candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
-        };
-        if self.axis == ChannelAxis::Last && d == 1 {
+        let t_out = out_len(self.name(), t, p, d, k)?;
+        // a bf16 channel-last dilation-1 weight is held as `Weights::Bf16Windows` instead, and widened ones are f32
+        if let (ChannelAxis::Last, 1, Weight::F32(w)) = (self.axis, d, w) {
             // SAFETY: windows_gemm passes the shape of the matrices it addresses; w is the (k·c, o) weight
             let out = windows_gemm(x, (b, t, c), (k, o), p, t_out, self.bias.as_deref(), |mnk, dst, (lhs, rs)| unsafe {
-                match w {
-                    Weight::F32(w) => gemm_add(mnk, dst, (lhs, rs), (w.as_ptr(), o), gemm_parallelism()),
-                    Weight::Bf16(w) => {
-                        cpu_bf16::gemm_add(mnk, dst, Operand::F32(lhs, rs), Operand::Bf16(w.as_ptr(), o))
-                    }
-                }
+                gemm_add(mnk, dst, (lhs, rs), (w.as_ptr(), o), gemm_parallelism())
             });
             return Ok((CpuStorage::F32(out), Shape::from((b, t_out, o))));
         }
@@ -326,9 +329,7 @@ impl CustomOp1 for HeldWindows<'_> {
         if k == 0 || kc != k * ci {
             candle_core::bail!("{}: input has {ci} channels, the kernel expects {}", self.name(), kc / k.max(1))
         }
-        let Some(t_out) = (t + 2 * p).checked_sub(k - 1).filter(|&n| n > 0) else {
-            candle_core::bail!("{}: input of length {t} is shorter than the kernel", self.name())
-        };
+        let t_out = out_len(self.name(), t, p, 1, k)?;
         // SAFETY: windows_gemm passes the shape of the matrices it addresses (see there)
         let out = windows_gemm(x, (b, t, ci), (k, o), p, t_out, self.bias.as_deref(), |mnk, dst, (lhs, rs)| unsafe {
             self.w.gemm_add(mnk, dst, Operand::F32(lhs, rs))
