@@ -21,7 +21,7 @@ pub mod peak;
 use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 pub(crate) use blocked::Operand;
@@ -326,10 +326,7 @@ impl Bf16Weight {
         let Some((&k, lead)) = dims.split_last() else { candle_core::bail!("bf16 matmul: scalar input") };
         let rows = lead.iter().product::<usize>();
         let x = x.reshape((rows, k))?.contiguous()?;
-        let y = match &self.repr {
-            Repr::Bf16(w) => x.apply_op2_no_bwd(w, &MatMul)?,
-            Repr::Packed(_) => x.apply_op1_no_bwd(&PackedMatMul(self))?,
-        };
+        let y = x.apply_op1_no_bwd(&MatMul(self))?;
         let mut out = lead.to_vec();
         out.push(self.n);
         y.reshape(out)
@@ -356,12 +353,12 @@ impl Bf16Weight {
     }
 }
 
-/// [`Bf16Weight::matmul`] with a packed weight: `(m, k)` f32 → `(m, n)` f32.
-struct PackedMatMul<'a>(&'a Bf16Weight);
+/// [`Bf16Weight::matmul`]: `(m, k)` f32 → `(m, n)` f32, on either form of the weight.
+struct MatMul<'a>(&'a Bf16Weight);
 
-impl CustomOp1 for PackedMatMul<'_> {
+impl CustomOp1 for MatMul<'_> {
     fn name(&self) -> &'static str {
-        "packed-bf16-weight-matmul"
+        "bf16-weight-matmul"
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -374,46 +371,6 @@ impl CustomOp1 for PackedMatMul<'_> {
         let mut out = vec![0f32; m * n];
         // SAFETY: x is m×k, contiguous; out is m×n
         unsafe { self.0.gemm_add((m, n, k), (out.as_mut_ptr(), n), Operand::F32(x.as_ptr(), k)) };
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
-    }
-}
-
-/// [`Bf16Weight::matmul`] with a plain bf16 weight: `(m, k)` f32 × `(k, n)` bf16 → `(m, n)` f32.
-struct MatMul;
-
-impl CustomOp2 for MatMul {
-    fn name(&self) -> &'static str {
-        "bf16-weight-matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::BF16(w)) = (xs, ws) else {
-            candle_core::bail!("{}: f32 activations and a bf16 weight only", self.name())
-        };
-        let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets()) else {
-            candle_core::bail!("{}: inputs have to be contiguous", self.name())
-        };
-        let ((m, k), (kw, n)) = (xl.shape().dims2()?, wl.shape().dims2()?);
-        if k != kw {
-            candle_core::bail!("{}: ({m}, {k}) × ({kw}, {n})", self.name())
-        }
-        let (x, w) = (&x[x0..x1], &w[w0..w1]);
-        let mut out = vec![0f32; m * n];
-        // SAFETY: x is m×k and w k×n, contiguous (checked above); out is m×n
-        unsafe {
-            gemm_add(
-                (m, n, k),
-                (out.as_mut_ptr(), n),
-                Operand::F32(x.as_ptr(), k),
-                Operand::Bf16(w.as_ptr().cast::<u16>(), n),
-            )
-        };
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }
