@@ -10,6 +10,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Accepted Bearer keys. Empty with `no_auth` = open server (refused unless bound to loopback by the CLI).
     pub api_keys: Vec<String>,
+    /// Operator keys (see and manage every task), named `operator-1`, `operator-2`…
+    pub operator_keys: Vec<String>,
+    /// A keys file (`name key` / `operator name key` per line; see [`crate::auth::keyfile`]), re-read while the
+    /// server runs.
+    pub api_keys_file: Option<PathBuf>,
+    /// How often the keys file is checked for changes.
+    pub keys_reload: Duration,
     pub no_auth: bool,
     /// Secret for signing download/upload URLs and webhooks (random per start when not given:
     /// signed URLs then die with the process).
@@ -18,6 +25,13 @@ pub struct Config {
     pub url_ttl: Duration,
     /// Tasks waiting (not yet running) beyond which submissions get 429.
     pub queue_capacity: usize,
+    /// Tasks of one key queued or running (cancelling, uploading) at once, beyond which that key's submissions get
+    /// 429 (`None`: no bound). Counted across the cluster.
+    pub max_tasks_per_key: Option<usize>,
+    /// Submissions per minute one key may make on this node, sustained (`None`: no rate limit) …
+    pub key_rate_per_min: Option<f64>,
+    /// … and in a burst (the token bucket's size).
+    pub key_burst: u32,
     /// Generations run at once.
     pub workers: usize,
     /// Times a task is (re)started before a restart fails it instead of re-queueing it.
@@ -73,10 +87,16 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             api_keys: Vec::new(),
+            operator_keys: Vec::new(),
+            api_keys_file: None,
+            keys_reload: Duration::from_secs(2),
             no_auth: false,
             signing_secret: rand::random::<[u8; 32]>().to_vec(),
             url_ttl: Duration::from_secs(24 * 3600),
             queue_capacity: 32,
+            max_tasks_per_key: Some(16),
+            key_rate_per_min: Some(60.0),
+            key_burst: 30,
             workers: 1,
             max_attempts: 2,
             limits: foley_media::Limits::default(),
@@ -101,8 +121,13 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("api_keys", &format!("[{} redacted]", self.api_keys.len()))
+            .field("operator_keys", &format!("[{} redacted]", self.operator_keys.len()))
+            .field("api_keys_file", &self.api_keys_file)
             .field("no_auth", &self.no_auth)
             .field("queue_capacity", &self.queue_capacity)
+            .field("max_tasks_per_key", &self.max_tasks_per_key)
+            .field("key_rate_per_min", &self.key_rate_per_min)
+            .field("key_burst", &self.key_burst)
             .field("workers", &self.workers)
             .field("allow_private_urls", &self.allow_private_urls)
             .field("public_url", &self.public_url)

@@ -61,6 +61,10 @@ impl ApiError {
     pub fn busy(detail: impl Into<String>, retry_after: u64) -> Self {
         ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", detail) }
     }
+    /// 429 for a per-key limit: `code` names the limit, `detail` says which and how to get under it.
+    pub fn limited(code: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
+        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail) }
+    }
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use foley_pipeline::Request;
 use serde_json::Value;
 
+use crate::auth::Caller;
 use crate::error::{sentence, ApiError};
 use crate::netguard::NetError;
 use crate::types::{now_ms, FileRow};
@@ -33,21 +34,25 @@ pub fn own_file_id(s: &str) -> Option<&str> {
 }
 
 /// Resolves the `video` value (a string) to a stored, validated local file.
-pub async fn resolve_video(state: &AppState, field: &str, value: &str) -> Result<Video, ApiError> {
+/// A file id or uri names one of `caller`'s files (another key's file is answered as a missing one), unless the
+/// value is a valid signed download URL: those are bearer links.
+pub async fn resolve_video(state: &AppState, caller: &Caller, field: &str, value: &str) -> Result<Video, ApiError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ApiError::invalid(format!(
             "{field}: is required; give an uploaded file's uri, an http(s) URL or a data URI."
         )));
     }
+    let owner = caller.owner.0.as_deref();
     let video = if let Some(id) = own_file_id(value) {
-        existing(state, field, id).await?
+        let bearer = signed_download(state, value, id);
+        existing(state, caller, bearer, field, id).await?
     } else if value.starts_with("data:") {
-        from_data_uri(state, field, value).await?
+        from_data_uri(state, owner, field, value).await?
     } else if value.starts_with("http://") || value.starts_with("https://") {
-        from_url(state, field, value).await?
+        from_url(state, owner, field, value).await?
     } else if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && value.len() == 36 {
-        existing(state, field, value).await?
+        existing(state, caller, false, field, value).await?
     } else {
         return Err(ApiError::invalid(format!(
             "{field}: {value:.60?} is neither a file uri of this server, an http(s) URL nor a data URI."
@@ -57,8 +62,18 @@ pub async fn resolve_video(state: &AppState, field: &str, value: &str) -> Result
     Ok(video)
 }
 
-async fn existing(state: &AppState, field: &str, id: &str) -> Result<Video, ApiError> {
-    let f = state.store.get_file(id).await?;
+/// Whether `value` is a download URL of file `id` with a valid, unexpired signature.
+fn signed_download(state: &AppState, value: &str, id: &str) -> bool {
+    let Some((_, query)) = value.split_once('?') else { return false };
+    let param = |name: &str| query.split(['&', '#']).find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    let (Some(expires), Some(sig)) = (param("expires").and_then(|e| e.parse::<i64>().ok()), param("sig")) else {
+        return false;
+    };
+    crate::signing::verify(&state.cfg.signing_secret, crate::signing::Purpose::Download, id, expires, sig, now_ms() / 1000)
+}
+
+async fn existing(state: &AppState, caller: &Caller, bearer: bool, field: &str, id: &str) -> Result<Video, ApiError> {
+    let f = state.store.get_file(id).await?.filter(|f| bearer || caller.may_see(f.owner.as_deref()));
     match f {
         Some(f) if f.uploaded => Ok(Video { path: state.files.local_path(id).await?, file_id: f.id }),
         Some(_) => Err(ApiError::invalid(format!("{field}: the file {id} was announced but its upload never finished."))),
@@ -66,7 +81,7 @@ async fn existing(state: &AppState, field: &str, id: &str) -> Result<Video, ApiE
     }
 }
 
-async fn store_input(state: &AppState, tmp: PathBuf, filename: &str) -> Result<Video, ApiError> {
+async fn store_input(state: &AppState, owner: Option<&str>, tmp: PathBuf, filename: &str) -> Result<Video, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let size = match state.files.put_path(&id, &tmp).await {
         Ok(size) => size,
@@ -84,12 +99,13 @@ async fn store_input(state: &AppState, tmp: PathBuf, filename: &str) -> Result<V
         task_id: None,
         role: "input".into(),
         created_at: now_ms(),
+        owner: owner.map(str::to_string),
     };
     state.store.insert_file(&row).await?;
     Ok(Video { path: state.files.local_path(&id).await?, file_id: id })
 }
 
-async fn from_data_uri(state: &AppState, field: &str, value: &str) -> Result<Video, ApiError> {
+async fn from_data_uri(state: &AppState, owner: Option<&str>, field: &str, value: &str) -> Result<Video, ApiError> {
     let max = state.cfg.limits.max_file_size;
     let (_, b64) = value
         .split_once(";base64,")
@@ -102,10 +118,10 @@ async fn from_data_uri(state: &AppState, field: &str, value: &str) -> Result<Vid
         .map_err(|_| ApiError::invalid(format!("{field}: the data URI's base64 is invalid.")))?;
     let tmp = state.files.scratch_dir().join(format!("in-{}", uuid::Uuid::new_v4()));
     tokio::fs::write(&tmp, &bytes).await.map_err(crate::ServerError::from)?;
-    store_input(state, tmp, "input").await
+    store_input(state, owner, tmp, "input").await
 }
 
-async fn from_url(state: &AppState, field: &str, url: &str) -> Result<Video, ApiError> {
+async fn from_url(state: &AppState, owner: Option<&str>, field: &str, url: &str) -> Result<Video, ApiError> {
     let tmp = state.files.scratch_dir().join(format!("in-{}", uuid::Uuid::new_v4()));
     let res = crate::netguard::fetch_to_file(
         url,
@@ -118,7 +134,7 @@ async fn from_url(state: &AppState, field: &str, url: &str) -> Result<Video, Api
     match res {
         Ok(_) => {
             let name = url.rsplit('/').next().unwrap_or("input").split('?').next().unwrap_or("input").to_string();
-            store_input(state, tmp, &name).await
+            store_input(state, owner, tmp, &name).await
         }
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
@@ -164,13 +180,13 @@ const TEXT_FIELDS: [&str; 3] = ["sound_effect_prompt", "bgm_prompt", "negative_p
 /// base64 (e.g. the prompt "oceanwavesseagul") is decoded and uploaded as a file, and the field replaced by the
 /// file's uri. For prompt fields holding one of our small uploads, the original text is restored by
 /// re-encoding the bytes.
-pub async fn restore_sdk_text_uploads(state: &AppState, input: &mut Value) -> Result<(), ApiError> {
+pub async fn restore_sdk_text_uploads(state: &AppState, caller: &Caller, input: &mut Value) -> Result<(), ApiError> {
     let Some(obj) = input.as_object_mut() else { return Ok(()) };
     for field in TEXT_FIELDS {
         let Some(id) = obj.get(field).and_then(Value::as_str).and_then(own_file_id).map(str::to_string) else {
             continue;
         };
-        let Some(f) = state.store.get_file(&id).await? else { continue };
+        let Some(f) = state.store.get_file(&id).await?.filter(|f| caller.may_see(f.owner.as_deref())) else { continue };
         if !f.uploaded || f.size > 1024 {
             continue;
         }

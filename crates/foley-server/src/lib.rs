@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod inputs;
+pub mod limits;
 pub mod metrics;
 pub mod netguard;
 pub mod openapi;
@@ -46,7 +47,10 @@ pub struct AppState {
     pub store: Arc<dyn store::TaskStore>,
     pub files: Arc<dyn files::FileStore>,
     pub engine: Arc<dyn Engine>,
-    pub keys: Arc<auth::Keys>,
+    /// The accepted keys (names, roles), replaced when the keys file changes.
+    pub keys: Arc<auth::KeyRing>,
+    /// Per-key submission rate (`None`: no rate limit).
+    pub rate: Arc<Option<limits::RateLimiter>>,
     /// Task ids whose state changed (streams and the page listen).
     pub events: broadcast::Sender<String>,
     /// Wakes idle workers when a task is queued.
@@ -68,13 +72,15 @@ impl AppState {
             None => Arc::new(store::SqliteStore::open(&cfg.data_dir.join("foley.db")).await?),
         };
         let files = files::open(&cfg.files, &cfg.data_dir).await?;
-        let keys = auth::Keys::new(&cfg.api_keys, cfg.no_auth);
+        let keys = auth::keyfile::load(&cfg).map_err(ServerError::Other)?;
+        let rate = cfg.key_rate_per_min.map(|r| limits::RateLimiter::new(r, cfg.key_burst));
         Ok(AppState {
             cfg: Arc::new(cfg),
             store,
             files,
             engine,
-            keys: Arc::new(keys),
+            keys: Arc::new(auth::KeyRing::new(keys)),
+            rate: Arc::new(rate),
             events: broadcast::channel(1024).0,
             wake: Arc::new(Notify::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
@@ -138,6 +144,7 @@ pub async fn serve(
     let workers = if state.cfg.role.runs_tasks() { worker::spawn(&state) } else { Vec::new() };
     let mut background = cluster::spawn(&state);
     background.extend(retention::spawn(&state));
+    background.extend(auth::keyfile::spawn(&state));
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, model = state.engine.model(), role = ?state.cfg.role, "serving");
     let app = if state.cfg.role.serves_api() { routes::router(state.clone()) } else { routes::ops_router(state.clone()) };

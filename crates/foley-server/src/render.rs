@@ -98,6 +98,12 @@ pub fn task(state: &AppState, t: &TaskRow) -> Value {
     })
 }
 
+/// Whose task it is, for listings: `{"name", "key"}` — the key's name where the key is still known
+/// (`null` otherwise) and its fingerprint (`null` for tasks stored without a key).
+pub fn owner(names: &std::collections::HashMap<String, String>, owner: Option<&str>) -> Value {
+    json!({"name": owner.and_then(|o| names.get(o)), "key": owner})
+}
+
 /// The webhook payload of an inference.sh task (the hosted page's documented shape).
 pub fn webhook_payload(state: &AppState, t: &TaskRow) -> Value {
     json!({

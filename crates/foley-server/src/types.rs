@@ -107,6 +107,10 @@ pub struct FileRow {
     /// "upload", "input" or "output".
     pub role: String,
     pub created_at: i64,
+    /// Fingerprint of the key whose file it is (the uploader's, or the task's owner for inputs and outputs);
+    /// `None` without keys and for files stored before owners existed.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// A reference to a stored output file, kept in a task's output.
@@ -177,6 +181,8 @@ pub struct TaskRow {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Fingerprint of the submitting API key ([`crate::auth::Owner`]); `None` without keys.
+    pub owner: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -224,6 +224,7 @@ async fn put(
         task_id: Some(task.id.clone()),
         role: "output".into(),
         created_at: now_ms(),
+        owner: task.owner.clone(),
     };
     // Retried while the database is unreachable (for up to a minute), like the end of the task.
     let mut tries = 0;

@@ -189,6 +189,7 @@ async fn retention_removes_only_what_no_task_needs() {
         task_id: task.map(String::from),
         role: if task.is_some() { "output" } else { "upload" }.into(),
         created_at: now_ms(),
+        owner: None,
     };
     let put = |id: &str| {
         let p = dir.path().join(format!("src-{id}"));

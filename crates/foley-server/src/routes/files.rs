@@ -4,7 +4,7 @@
 //! ServeFile; files in a bucket are streamed through this node (see [`crate::files`]).
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
 use super::{base_url, envelope};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::signing::{verify, Purpose};
 use crate::types::{now_ms, FileRow};
@@ -34,7 +35,7 @@ pub struct NewFile {
 
 #[utoipa::path(post, path = "/files", tag = "files", request_body = CreateFiles,
     responses((status = 200, description = "{data: [{id, uri, upload_url, ...}]}"), (status = 413, description = "Over the size limit")))]
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<CreateFiles>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Result<Json<CreateFiles>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
     if body.files.is_empty() || body.files.len() > 16 {
         return Err(ApiError::bad_request("files: give between 1 and 16 files."));
@@ -57,6 +58,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Res
             task_id: None,
             role: "upload".into(),
             created_at: now_ms(),
+            owner: caller.owner.0.clone(),
         };
         state.store.insert_file(&row).await?;
         out.push(json!({
@@ -121,14 +123,14 @@ pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, Query
 }
 
 #[utoipa::path(get, path = "/files/{id}", tag = "files", responses((status = 200, description = "The file's bytes (with an API key)")))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    serve(&state, &id, req).await
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    serve(&state, Some(&caller), &id, req).await
 }
 
 /// `GET /files/{id}/content?expires&sig`: a signed download.
 pub async fn content(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<Signed>, req: Request) -> Result<Response, ApiError> {
     check_sig(&state, Purpose::Download, &id, &q)?;
-    serve(&state, &id, req).await
+    serve(&state, None, &id, req).await
 }
 
 /// `GET /files/{id}/waveform.png?expires&sig`: the waveform picture of a stored wav (the signature of its
@@ -163,8 +165,11 @@ pub async fn waveform(State(state): State<AppState>, Path(id): Path<String>, Que
         .into_response())
 }
 
-async fn serve(state: &AppState, id: &str, req: Request) -> Result<Response, ApiError> {
-    let f = state.store.get_file(id).await?.filter(|f| f.uploaded).ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
+/// Serves file `id`: to `caller` only if it is theirs (another key's file is answered as a missing one), to anyone
+/// for `None` (a signed URL, already checked: signed links are bearer links).
+async fn serve(state: &AppState, caller: Option<&Caller>, id: &str, req: Request) -> Result<Response, ApiError> {
+    let f = state.store.get_file(id).await?.filter(|f| f.uploaded && caller.is_none_or(|c| c.may_see(f.owner.as_deref())));
+    let f = f.ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
     let mut resp = match state.files.disk_path(id) {
         Some(path) => tower_http::services::ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError::internal(e.to_string()))?.map(Body::new),
         None => remote(state, id, f.size.max(0) as u64, req.headers()).await?,

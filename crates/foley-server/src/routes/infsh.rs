@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{base_url, envelope};
-use crate::auth::Owner;
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::store::Admission;
 use crate::types::{now_ms, Api, NewTask, TaskStatus};
 use crate::AppState;
 
@@ -32,9 +33,9 @@ pub fn is_our_app(app: &str) -> bool {
     name.eq_ignore_ascii_case(APP) || name.eq_ignore_ascii_case("foley/video-to-audio")
 }
 
-/// Who submits a task and through which door: the API key's [`Owner`], the API, the app as named.
+/// Who submits a task and through which door: the API key's [`Caller`], the API, the app as named.
 pub struct Submitter<'a> {
-    pub owner: Owner,
+    pub caller: Caller,
     pub api: Api,
     pub app: &'a str,
 }
@@ -48,14 +49,19 @@ pub async fn submit(
     external_id: Option<String>,
     base: String,
 ) -> Result<crate::types::TaskRow, ApiError> {
-    let Submitter { owner, api, app } = who;
-    crate::inputs::restore_sdk_text_uploads(state, &mut input).await?;
+    let Submitter { caller, api, app } = who;
     if state.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "The server is shutting down; retry shortly."));
     }
+    if let Some(rate) = state.rate.as_ref() {
+        if let Err(wait) = rate.check(caller.owner.0.as_deref().unwrap_or("")) {
+            return Err(refused(&caller, crate::limits::rate_limited(state, wait)));
+        }
+    }
+    crate::inputs::restore_sdk_text_uploads(state, &caller, &mut input).await?;
     let (queued, _) = state.store.depth().await?;
     if queued as usize >= state.cfg.queue_capacity {
-        return Err(full(state));
+        return Err(refused(&caller, full(state)));
     }
     let video = match input.get("video") {
         Some(Value::String(s)) => s.clone(),
@@ -70,7 +76,7 @@ pub async fn submit(
             .await
             .map_err(|e| ApiError::invalid(format!("webhook: {}", crate::error::sentence(&e.to_string()))))?;
     }
-    let v = crate::inputs::resolve_video(state, "video", &video).await?;
+    let v = crate::inputs::resolve_video(state, &caller, "video", &video).await?;
     let request = crate::inputs::build_request(state, &input, &v.path)?;
     let task = NewTask {
         id: uuid::Uuid::new_v4().to_string(),
@@ -83,20 +89,32 @@ pub async fn submit(
         external_id,
         base_url: base,
         created_at: now_ms(),
-        owner: owner.0,
+        owner: caller.owner.0.clone(),
     };
-    if !state.store.admit(&task, state.cfg.queue_capacity).await? {
-        return Err(full(state));
+    let bounds = crate::store::Bounds { capacity: state.cfg.queue_capacity, per_owner: state.cfg.max_tasks_per_key };
+    match state.store.admit_within(&task, bounds).await? {
+        Admission::Admitted => {}
+        Admission::QueueFull => return Err(refused(&caller, full(state))),
+        Admission::OwnerFull => return Err(refused(&caller, crate::limits::too_many_tasks(state))),
     }
-    metrics::counter!("foley_tasks_submitted_total", "api" => api.as_str()).increment(1);
-    tracing::info!(task = %task.id, api = api.as_str(), "queued");
+    if let Some(rate) = state.rate.as_ref() {
+        rate.charge(caller.owner.0.as_deref().unwrap_or(""));
+    }
+    metrics::counter!("foley_tasks_submitted_total", "api" => api.as_str(), "key" => caller.name.clone()).increment(1);
+    tracing::info!(task = %task.id, api = api.as_str(), key = %caller.name, "queued");
     state.wake.notify_one();
     state.publish(&task.id);
     state.store.get(&task.id).await?.ok_or_else(|| ApiError::internal("The task vanished after it was stored."))
 }
 
+/// Counts a refused submission by reason (the error's code) and key, and hands the error back.
+fn refused(caller: &Caller, e: ApiError) -> ApiError {
+    metrics::counter!("foley_tasks_refused_total", "reason" => e.code, "key" => caller.name.clone()).increment(1);
+    tracing::info!(key = %caller.name, reason = e.code, "submission refused");
+    e
+}
+
 fn full(state: &AppState) -> ApiError {
-    metrics::counter!("foley_tasks_refused_total", "reason" => "queue_full").increment(1);
     ApiError::busy(
         format!("The queue is full ({} tasks waiting); retry later.", state.cfg.queue_capacity),
         5,
@@ -106,7 +124,7 @@ fn full(state: &AppState) -> ApiError {
 #[utoipa::path(post, path = "/apps/run", tag = "inference.sh", request_body = RunBody,
     responses((status = 200, description = "The queued task, in {data: task}"), (status = 404, description = "Unknown app"),
         (status = 422, description = "Invalid input (detail names the field and the rule)"), (status = 429, description = "Queue full")))]
-pub async fn run(State(state): State<AppState>, Extension(owner): Extension<Owner>, headers: HeaderMap, body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
     let app = body.app.unwrap_or_default();
     if !is_our_app(&app) {
@@ -116,14 +134,14 @@ pub async fn run(State(state): State<AppState>, Extension(owner): Extension<Owne
     if !input.is_object() {
         return Err(ApiError::invalid("input: must be an object with at least `video`."));
     }
-    let who = Submitter { owner, api: Api::Infsh, app: &app };
+    let who = Submitter { caller, api: Api::Infsh, app: &app };
     let task = submit(&state, who, input, body.webhook.filter(|w| !w.is_empty()), None, base_url(&state, &headers)).await?;
     Ok(envelope(crate::render::task(&state, &task)).into_response())
 }
 
 #[utoipa::path(get, path = "/tasks/{id}", tag = "inference.sh", responses((status = 200, description = "The task, in {data: task}"), (status = 404)))]
-pub async fn get_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
+pub async fn get_task(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let t = load(&state, &caller, &id).await?;
     Ok(envelope(crate::render::task(&state, &t)).into_response())
 }
 
@@ -135,13 +153,14 @@ pub struct ListQuery {
 
 #[utoipa::path(get, path = "/tasks", tag = "inference.sh", params(("offset" = Option<i64>, Query), ("limit" = Option<i64>, Query, description = "1–100, default 20")),
     responses((status = 200, description = "{data: {items: [task], total, offset, limit}}: the tasks submitted with this API key (either API), newest first")))]
-pub async fn list(State(state): State<AppState>, Extension(owner): Extension<Owner>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(20);
     if offset < 0 || !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("offset must be at least 0 and limit between 1 and 100."));
     }
-    let (rows, total) = state.store.list_owned(owner.0.as_deref(), offset, limit).await?;
+    let (rows, total) = state.store.list_scoped(None, caller.scope(), offset, limit).await?;
+    let names = state.keys.names();
     let items: Vec<Value> = rows
         .iter()
         .map(|t| {
@@ -149,19 +168,29 @@ pub async fn list(State(state): State<AppState>, Extension(owner): Extension<Own
             if let Some(o) = &t.output {
                 v["waveform_url"] = crate::render::waveform_url(&state, &t.base_url, &o.audio.id).into();
             }
+            v["owner"] = crate::render::owner(&names, t.owner.as_deref());
             v
         })
         .collect();
-    Ok(envelope(serde_json::json!({"items": items, "total": total, "offset": offset, "limit": limit})).into_response())
+    let me = serde_json::json!({"name": caller.name, "operator": caller.operator});
+    Ok(envelope(serde_json::json!({"items": items, "total": total, "offset": offset, "limit": limit, "caller": me})).into_response())
 }
 
-pub async fn load(state: &AppState, id: &str) -> Result<crate::types::TaskRow, ApiError> {
-    state.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("There is no task {id}.")))
+/// The task `id` as `caller` may see it. Every route that names a task reads it through here: another key's
+/// task is answered exactly as a missing one (the same 404 and sentence), so ids reveal nothing across keys.
+pub async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<crate::types::TaskRow, ApiError> {
+    let t = state.store.get(id).await?.filter(|t| caller.may_see(t.owner.as_deref()));
+    t.ok_or_else(|| no_task(id))
+}
+
+/// The answer for a task that does not exist (or is not the caller's).
+pub fn no_task(id: &str) -> ApiError {
+    ApiError::not_found(format!("There is no task {id}."))
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "inference.sh", responses((status = 204, description = "Cancelled (or cancelling: a running task stops at its next step)"), (status = 409, description = "Already ended")))]
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let t = load(&state, &id).await?;
+pub async fn cancel(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let t = load(&state, &caller, &id).await?;
     if t.status == TaskStatus::Cancelled {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -169,7 +198,7 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
         return Err(ApiError::conflict(format!("The task has already ended ({}); there is nothing to cancel.", t.status.name())));
     }
     if state.store.cancel_queued(&id).await? {
-        tracing::info!(task = %id, "cancelled while queued");
+        tracing::info!(task = %id, key = %caller.name, "cancelled while queued");
         state.publish(&id);
         crate::webhooks::on_terminal(&state, &id);
         return Ok(StatusCode::NO_CONTENT);
@@ -181,7 +210,7 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
         token.cancel();
     }
     if state.store.mark_cancelling(&id).await? || token.is_some() {
-        tracing::info!(task = %id, "cancelling while running");
+        tracing::info!(task = %id, key = %caller.name, "cancelling while running");
         state.publish(&id);
     }
     Ok(StatusCode::NO_CONTENT)
@@ -195,13 +224,14 @@ pub struct DeleteQuery {
 
 #[utoipa::path(delete, path = "/tasks/{id}", tag = "inference.sh", params(("files" = Option<bool>, Query, description = "Also delete its input and output files")),
     responses((status = 204), (status = 409, description = "Still running")))]
-pub async fn delete_task(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<StatusCode, ApiError> {
-    let t = load(&state, &id).await?;
+pub async fn delete_task(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<StatusCode, ApiError> {
+    let t = load(&state, &caller, &id).await?;
     if !t.status.is_terminal() {
         return Err(ApiError::conflict("The task has not ended; cancel it first, then delete it."));
     }
     let files = if matches!(q.files.as_deref(), Some("true" | "1")) { state.store.task_files(&id).await? } else { Vec::new() };
     state.store.delete(&id).await?;
+    tracing::info!(task = %id, key = %caller.name, "deleted");
     for f in files {
         state.files.delete(&f.id).await?;
         state.store.delete_file(&f.id).await?;
@@ -216,8 +246,8 @@ pub async fn delete_task(State(state): State<AppState>, Path(id): Path<String>, 
 }
 
 #[utoipa::path(get, path = "/tasks/{id}/files", tag = "inference.sh", responses((status = 200, description = "The task's input and output files")))]
-pub async fn task_files(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
+pub async fn task_files(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>) -> Result<Response, ApiError> {
+    let t = load(&state, &caller, &id).await?;
     let base = base_url(&state, &headers);
     let mut rows = Vec::new();
     if let Some(fid) = &t.input_file_id {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::base_url;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::render::{kling_envelope, kling_task};
 use crate::types::Api;
@@ -60,7 +61,7 @@ pub struct KlingCreate {
 
 #[utoipa::path(post, path = "/v1/audio/video-to-audio", tag = "kling", request_body = KlingCreate,
     responses((status = 200, description = "Kling envelope with task_id, task_status submitted")))]
-pub async fn create(State(state): State<AppState>, Extension(owner): Extension<crate::auth::Owner>, headers: HeaderMap, body: Result<Json<KlingCreate>, axum::extract::rejection::JsonRejection>) -> Result<Response, KlingError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Result<Json<KlingCreate>, axum::extract::rejection::JsonRejection>) -> Result<Response, KlingError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
     let video = match (b.video_id.filter(|s| !s.is_empty()), b.video_url.filter(|s| !s.is_empty())) {
         (Some(id), None) => id,
@@ -83,18 +84,22 @@ pub async fn create(State(state): State<AppState>, Extension(owner): Extension<c
         input["asmr_mode"] = a.into();
     }
     let webhook = b.callback_url.filter(|c| !c.is_empty());
-    let who = super::infsh::Submitter { owner, api: Api::Kling, app: super::infsh::APP };
+    let who = super::infsh::Submitter { caller, api: Api::Kling, app: super::infsh::APP };
     let t = super::infsh::submit(&state, who, input, webhook, b.external_task_id, base_url(&state, &headers)).await?;
     Ok(Json(kling_envelope(kling_task(&state, &t))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/audio/video-to-audio/{id}", tag = "kling", responses((status = 200, description = "Kling envelope of the task (by task_id or external_task_id)")))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, KlingError> {
-    let t = match state.store.get(&id).await.map_err(ApiError::from)? {
-        Some(t) => Some(t),
-        None => state.store.get_by_external(&id).await.map_err(ApiError::from)?,
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, KlingError> {
+    // By task id, then by external id; another key's task is answered as a missing one, as on every route.
+    let t = match super::infsh::load(&state, &caller, &id).await {
+        Ok(t) => t,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            let by_external = state.store.get_by_external(&id).await.map_err(ApiError::from)?;
+            by_external.filter(|t| caller.may_see(t.owner.as_deref())).ok_or(e)?
+        }
+        Err(e) => return Err(e.into()),
     };
-    let t = t.ok_or_else(|| ApiError::not_found(format!("There is no task {id}.")))?;
     Ok(Json(kling_envelope(kling_task(&state, &t))).into_response())
 }
 
@@ -106,14 +111,15 @@ pub struct Page {
 }
 
 #[utoipa::path(get, path = "/v1/audio/video-to-audio", tag = "kling", params(("pageNum" = Option<i64>, Query), ("pageSize" = Option<i64>, Query)),
-    responses((status = 200, description = "Kling envelope with a list of tasks, newest first")))]
-pub async fn list(State(state): State<AppState>, Query(p): Query<Page>) -> Result<Response, KlingError> {
+    responses((status = 200, description = "Kling envelope with this key's Kling tasks (every key's for an operator key), newest first")))]
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, Query(p): Query<Page>) -> Result<Response, KlingError> {
     let num = p.page_num.unwrap_or(1);
     let size = p.page_size.unwrap_or(30);
     if num < 1 || !(1..=500).contains(&size) {
         return Err(ApiError::invalid("pageNum must be at least 1 and pageSize between 1 and 500.").into());
     }
-    let (rows, _total) = state.store.list(Api::Kling.as_str(), (num - 1) * size, size).await.map_err(ApiError::from)?;
+    let scope = caller.scope();
+    let (rows, _total) = state.store.list_scoped(Some(Api::Kling.as_str()), scope, (num - 1) * size, size).await.map_err(ApiError::from)?;
     let data: Vec<Value> = rows.iter().map(|t| kling_task(&state, t)).collect();
     Ok(Json(kling_envelope(Value::Array(data))).into_response())
 }

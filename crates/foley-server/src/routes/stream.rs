@@ -7,20 +7,21 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::Response;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
 #[utoipa::path(get, path = "/tasks/{id}/stream", tag = "inference.sh",
     responses((status = 200, description = "application/x-ndjson: task snapshots and heartbeats, ending after a terminal snapshot")))]
-pub async fn stream(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn stream(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     // Subscribe before the first read so that no change between the two is missed.
     let mut events = state.events.subscribe();
-    let first = super::infsh::load(&state, &id).await?;
+    let first = super::infsh::load(&state, &caller, &id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
     tokio::spawn(async move {
         let snap = |t: &crate::types::TaskRow| format!("{}\n", crate::render::task(&state, t));

@@ -30,10 +30,47 @@ pub struct Recovery {
     pub queued: u64,
 }
 
+/// Whose tasks a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every task (an operator key).
+    All,
+    /// The tasks of one key (`None`: tasks submitted without a key).
+    Owner(Option<&'a str>),
+}
+
+/// The bounds an admission is checked against, atomically with its insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Tasks waiting (queued) in the whole store, beyond which nothing is admitted.
+    pub capacity: usize,
+    /// Tasks queued or running (cancelling, uploading) of the submitting key, beyond which that key's next
+    /// task is refused; `None`: no per-key bound.
+    pub per_owner: Option<usize>,
+}
+
+/// What [`TaskStore::admit_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// The store-wide queue bound ([`Bounds::capacity`]) is reached.
+    QueueFull,
+    /// The submitting key's bound ([`Bounds::per_owner`]) is reached.
+    OwnerFull,
+}
+
+/// Task statuses that count as live (queued, running, cancelling, uploading) for the per-key bound.
+pub const LIVE_STATUSES: &str = "2, 7, 8, 9";
+
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Inserts the task as queued if fewer than `capacity` tasks are waiting; `false` when full. Atomic.
-    async fn admit(&self, task: &NewTask, capacity: usize) -> Result<bool>;
+    async fn admit(&self, task: &NewTask, capacity: usize) -> Result<bool> {
+        Ok(self.admit_within(task, Bounds { capacity, per_owner: None }).await? == Admission::Admitted)
+    }
+    /// Inserts the task as queued if the queue and its owner are within `bounds`. Atomic across every process
+    /// sharing the store; when refused, says which bound was reached (the queue's first).
+    async fn admit_within(&self, task: &NewTask, bounds: Bounds) -> Result<Admission>;
     async fn get(&self, id: &str) -> Result<Option<TaskRow>>;
     async fn get_by_external(&self, external_id: &str) -> Result<Option<TaskRow>>;
     /// Tasks of one API, newest first, and the total count.
@@ -41,6 +78,8 @@ pub trait TaskStore: Send + Sync {
     /// Tasks submitted with one key (`owner` as in [`NewTask::owner`]; `None`: tasks submitted without a key),
     /// through either API, newest first, and their total count.
     async fn list_owned(&self, owner: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)>;
+    /// Tasks of one API (`None`: both) within `scope`, newest first, and their total count.
+    async fn list_scoped(&self, api: Option<&str>, scope: Scope<'_>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)>;
     /// Moves the oldest queued task to running and returns it (one claimer wins each task).
     async fn claim_next(&self) -> Result<Option<TaskRow>>;
     /// Records progress of a running task and appends `log` (a line) to its logs.
@@ -110,7 +149,7 @@ pub trait TaskStore: Send + Sync {
 
 /// The task columns every query returns, in `task_row`'s order.
 const TASK_COLS: &str = "id, api, app, status, input, request, input_file_id, output, error, logs, progress, stage, \
-    webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at";
+    webhook, webhook_pending, external_id, base_url, attempts, created_at, updated_at, started_at, finished_at, owner";
 
 /// A value stored as JSON text.
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -189,6 +228,7 @@ fn task_row(r: &impl StoreRow) -> Result<TaskRow> {
         updated_at: r.int("updated_at")?,
         started_at: r.int_or_null("started_at")?,
         finished_at: r.int_or_null("finished_at")?,
+        owner: r.text_or_null("owner")?,
     })
 }
 
@@ -203,5 +243,6 @@ fn file_row(r: &impl StoreRow) -> Result<FileRow> {
         task_id: r.text_or_null("task_id")?,
         role: r.text("role")?,
         created_at: r.int("created_at")?,
+        owner: r.text_or_null("owner")?,
     })
 }

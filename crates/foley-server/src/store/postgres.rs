@@ -12,7 +12,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{file_row, json, log_line, task_row, Change, Recovery, Result, TaskStore, TASK_COLS};
+use super::{file_row, json, log_line, task_row, Admission, Bounds, Change, Recovery, Result, Scope, TaskStore, LIVE_STATUSES, TASK_COLS};
 use crate::error::ServerError;
 use crate::types::{now_ms, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
@@ -101,13 +101,20 @@ async fn follow(pool: PgPool, tx: mpsc::UnboundedSender<Change>) {
 
 #[async_trait]
 impl TaskStore for PgStore {
-    async fn admit(&self, t: &NewTask, capacity: usize) -> Result<bool> {
+    async fn admit_within(&self, t: &NewTask, bounds: Bounds) -> Result<Admission> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ADMIT_LOCK).execute(&mut *tx).await?;
         let queued: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 2").fetch_one(&mut *tx).await?;
-        if queued >= capacity as i64 {
-            return Ok(false);
+        if queued >= bounds.capacity as i64 {
+            return Ok(Admission::QueueFull);
+        }
+        if let Some(per_owner) = bounds.per_owner {
+            let q = format!("SELECT COUNT(*) FROM tasks WHERE owner IS NOT DISTINCT FROM $1 AND status IN ({LIVE_STATUSES})");
+            let live: i64 = sqlx::query_scalar(&q).bind(&t.owner).fetch_one(&mut *tx).await?;
+            if live >= per_owner as i64 {
+                return Ok(Admission::OwnerFull);
+            }
         }
         sqlx::query(
             "INSERT INTO tasks (id, api, app, status, input, request, input_file_id, webhook, external_id, base_url, \
@@ -128,7 +135,7 @@ impl TaskStore for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Admission::Admitted)
     }
 
     async fn get(&self, id: &str) -> Result<Option<TaskRow>> {
@@ -156,6 +163,23 @@ impl TaskStore for PgStore {
         );
         let rows = sqlx::query(&q).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner IS NOT DISTINCT FROM $1")
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
+    }
+
+    async fn list_scoped(&self, api: Option<&str>, scope: Scope<'_>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
+        let (all, owner) = match scope {
+            Scope::All => (true, None),
+            Scope::Owner(o) => (false, o),
+        };
+        let filter = "($1::TEXT IS NULL OR api = $1) AND ($2 OR owner IS NOT DISTINCT FROM $3)";
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE {filter} ORDER BY seq DESC LIMIT $4 OFFSET $5");
+        let rows = sqlx::query(&q).bind(api).bind(all).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {filter}"))
+            .bind(api)
+            .bind(all)
             .bind(owner)
             .fetch_one(&self.pool)
             .await?;
@@ -294,8 +318,8 @@ impl TaskStore for PgStore {
 
     async fn insert_file(&self, f: &FileRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO files (id, filename, content_type, size, uploaded, task_id, role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO files (id, filename, content_type, size, uploaded, task_id, role, created_at, owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&f.id)
         .bind(&f.filename)
@@ -305,6 +329,7 @@ impl TaskStore for PgStore {
         .bind(&f.task_id)
         .bind(&f.role)
         .bind(f.created_at)
+        .bind(&f.owner)
         .execute(&self.pool)
         .await?;
         Ok(())

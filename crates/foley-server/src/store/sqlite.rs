@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{file_row, json, log_line, task_row, Recovery, Result, TaskStore, TASK_COLS};
+use super::{file_row, json, log_line, task_row, Admission, Bounds, Recovery, Result, Scope, TaskStore, LIVE_STATUSES, TASK_COLS};
 use crate::error::ServerError;
 use crate::types::{now_ms, FileRow, NewTask, StoredOutput, TaskRow, TaskStatus};
 
@@ -36,14 +36,18 @@ impl SqliteStore {
 
 #[async_trait]
 impl TaskStore for SqliteStore {
-    async fn admit(&self, t: &NewTask, capacity: usize) -> Result<bool> {
+    async fn admit_within(&self, t: &NewTask, bounds: Bounds) -> Result<Admission> {
         let logs = log_line(t.created_at, "queued");
-        let res = sqlx::query(
+        let per_owner = bounds.per_owner.map_or(i64::MAX, |n| n as i64);
+        // One statement: SQLite runs it under its write lock, so both counts and the insert are atomic.
+        let q = format!(
             "INSERT INTO tasks (id, api, app, status, input, request, input_file_id, webhook, external_id, base_url, \
              logs, created_at, updated_at, owner) \
              SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-             WHERE (SELECT COUNT(*) FROM tasks WHERE status = ?) < ?",
-        )
+             WHERE (SELECT COUNT(*) FROM tasks WHERE status = ?) < ? \
+             AND (SELECT COUNT(*) FROM tasks WHERE owner IS ? AND status IN ({LIVE_STATUSES})) < ?"
+        );
+        let res = sqlx::query(&q)
         .bind(&t.id)
         .bind(t.api.as_str())
         .bind(&t.app)
@@ -59,10 +63,16 @@ impl TaskStore for SqliteStore {
         .bind(t.created_at)
         .bind(&t.owner)
         .bind(TaskStatus::Queued as i64)
-        .bind(capacity as i64)
+        .bind(bounds.capacity as i64)
+        .bind(&t.owner)
+        .bind(per_owner)
         .execute(&self.pool)
         .await?;
-        Ok(res.rows_affected() == 1)
+        if res.rows_affected() == 1 {
+            return Ok(Admission::Admitted);
+        }
+        let (queued, _) = self.depth().await?;
+        Ok(if queued as usize >= bounds.capacity { Admission::QueueFull } else { Admission::OwnerFull })
     }
 
     async fn get(&self, id: &str) -> Result<Option<TaskRow>> {
@@ -89,6 +99,23 @@ impl TaskStore for SqliteStore {
         let rows = sqlx::query(&q).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner IS ?").bind(owner).fetch_one(&self.pool).await?;
+        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
+    }
+
+    async fn list_scoped(&self, api: Option<&str>, scope: Scope<'_>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
+        let (all, owner) = match scope {
+            Scope::All => (true, None),
+            Scope::Owner(o) => (false, o),
+        };
+        let filter = "(?1 IS NULL OR api = ?1) AND (?2 OR owner IS ?3)";
+        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE {filter} ORDER BY seq DESC LIMIT ?4 OFFSET ?5");
+        let rows = sqlx::query(&q).bind(api).bind(all).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {filter}"))
+            .bind(api)
+            .bind(all)
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await?;
         Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
     }
 
@@ -248,8 +275,8 @@ impl TaskStore for SqliteStore {
 
     async fn insert_file(&self, f: &FileRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO files (id, filename, content_type, size, uploaded, task_id, role, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO files (id, filename, content_type, size, uploaded, task_id, role, created_at, owner) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&f.id)
         .bind(&f.filename)
@@ -259,6 +286,7 @@ impl TaskStore for SqliteStore {
         .bind(&f.task_id)
         .bind(&f.role)
         .bind(f.created_at)
+        .bind(&f.owner)
         .execute(&self.pool)
         .await?;
         Ok(())
