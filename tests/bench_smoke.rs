@@ -76,4 +76,8 @@ fn bench_gemm_reports_peaks_and_kernels() {
         assert!(gemms.iter().any(|g| g["kernel"] == kernel && g["gflops"].as_f64().is_some_and(|x| x > 0.0)));
     }
     assert_eq!(v["peaks"].as_array().map(Vec::len), Some(2));
+    // the bf16 kernel's activation packing is measured on any processor, for every shape
+    let packing = v["lhs_packing"].as_array().expect("lhs_packing");
+    assert_eq!(packing.len(), 6);
+    assert!(packing.iter().all(|p| p["ms"].as_f64().is_some_and(|x| x > 0.0) && p["of_f32_gemm"].as_f64().is_some()));
 }

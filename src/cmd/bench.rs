@@ -1,5 +1,6 @@
 //! `foley bench --gemm [--json]`: the processor's f32 FMA and bf16 dot-product peaks and the GEMM rate of each CPU
-//! kernel (f32, bf16 widened, bf16 on AVX512-BF16) at the CLIP and MM-DiT shapes, in one run (see [`gemm`]).
+//! kernel (f32, bf16 widened, bf16 on AVX512-BF16) at the CLIP and MM-DiT shapes, and the bf16 kernel's
+//! activation-packing time, in one run (see [`gemm`]).
 //!
 //! `foley bench [--model V] [--duration S] [--steps N] [--device cpu|cuda|metal] [--dtype f32|f16|bf16]
 //! [--warmup N] [--json]`: one full generation on a generated test clip with the variant's networks built at

@@ -11,16 +11,16 @@ mod cpu_bf16 {
     pub mod lanes;
 }
 
-use cpu_bf16::blocked::{gemm_add, task, to_bf16, Operand, Packed, Rhs, Task};
+use cpu_bf16::blocked::{gemm_add, job, to_bf16, Job, Operand, Packed, Rhs};
 use cpu_bf16::lanes::{Avx512Bf16, Emulated};
 
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn real(t: &Task) {
-    task::<Avx512Bf16>(t)
+unsafe fn real(j: Job<'_, '_>) {
+    job::<Avx512Bf16>(j)
 }
 
-unsafe fn emulated(t: &Task) {
-    task::<Emulated>(t)
+unsafe fn emulated(j: Job<'_, '_>) {
+    job::<Emulated>(j)
 }
 
 fn lcg(seed: &mut u64) -> f32 {

@@ -1,10 +1,15 @@
-//! The bf16 GEMM on VDPBF16PS, blocked as BLIS does: for each `NC`-column, `KCP`-pair slice, the right operand is
-//! packed once into `NR`-column panels of bf16 pairs (shared by all threads); each task packs an `MC`-row block of
-//! the left operand into `MR`-row panels and runs the `MR`×`NR` micro-kernel over its tiles, accumulating in f32
-//! straight into the destination. f32 operands are rounded to bf16 (nearest-even) while they are packed, bf16
-//! ones are copied, so either side may be the weight. An odd `k` is padded with a zero pair half. A right-hand
-//! weight can be packed once ([`Packed`]) instead of on every call: for the MM-DiT's products (about 500 rows)
-//! that packing costs 7–11 % of an f32 GEMM of the same shape, so about twice that share of a bf16 one.
+//! The bf16 GEMM on VDPBF16PS, blocked as BLIS does. The left operand is packed once per call into `MR`-row
+//! panels of bf16 pairs over the whole `k` (panels in parallel); then for each `NC`-column, `KCP`-pair slice the
+//! right operand is packed once into `NR`-column panels (shared by all threads), and each task runs the `MR`×`NR`
+//! micro-kernel over the tiles of an `MC`-row block, accumulating in f32 straight into the destination. f32
+//! operands are rounded to bf16 (nearest-even) while they are packed, bf16 ones are copied, so either side may be
+//! the weight. An odd `k` is padded with a zero pair half. A right-hand weight can be packed once ([`Packed`])
+//! instead of on every call: for the MM-DiT's products (about 500 rows) that packing costs 7–11 % of an f32 GEMM
+//! of the same shape, so about twice that share of a bf16 one. Packing the left operand once rather than in every
+//! task (once per column block and panel split) cut its cost at CLIP's and the MM-DiT's shapes from 17–65 % of the
+//! expected bf16 GEMM time to a few per cent (benches/RESULTS.md).
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -59,6 +64,20 @@ pub(crate) fn bf16_to_f32(h: u16) -> f32 {
 /// An operand's element type: f32 (rounded to bf16 when packed) or bf16 bits (copied).
 trait Elem: Copy {
     fn bits(self) -> u16;
+
+    /// `src` (consecutive elements of one row) as pairs into `out[..src.len().div_ceil(2)]`, an odd last element
+    /// paired with zero. One pass of independent lanes, so that it vectorises.
+    #[inline(always)]
+    fn pairs(src: &[Self], out: &mut [u32]) {
+        let full = src.chunks_exact(2);
+        let (n, rest) = (full.len(), full.remainder());
+        for (d, two) in out.iter_mut().zip(full) {
+            *d = pair(two[0].bits(), two[1].bits());
+        }
+        if let [last] = rest {
+            out[n] = pair(last.bits(), 0);
+        }
+    }
 }
 
 impl Elem for u16 {
@@ -88,15 +107,17 @@ impl Operand {
         }
     }
 
-    /// Packs pairs `[p0, p0 + np)` of the rows `[r0, r0 + rows)` of this `k`-column matrix: pair `p` of row `r0 + r`
-    /// goes to `out[p * stride + r]`; the odd-k half past the last column is zero.
+    /// Packs the rows `[r0, r0 + rows)` (`rows ≤ MR`) of this `k`-column matrix, all of their pairs, into one
+    /// `MR`-row panel: pair `p` of row `r0 + r` goes to `out[p * MR + r]`. Every element of `out` is written:
+    /// the rows past `rows` and the odd-k half past the last column are zero.
     ///
     /// # Safety
-    /// Those rows and columns lie inside the matrix; `out` holds `np` rows of `stride ≥ rows`.
-    unsafe fn pack_rows(self, k: usize, pairs: (usize, usize), rows: (usize, usize), out: &mut [u32], stride: usize) {
+    /// Those rows lie inside the matrix; `out` holds `k.div_ceil(2) · MR` elements.
+    #[inline(always)]
+    unsafe fn pack_panel(self, k: usize, rows: (usize, usize), out: &mut [MaybeUninit<u32>]) {
         match self {
-            Operand::F32(ptr, rs) => pack_rows(ptr, rs, k, pairs, rows, out, stride),
-            Operand::Bf16(ptr, rs) => pack_rows(ptr, rs, k, pairs, rows, out, stride),
+            Operand::F32(ptr, rs) => pack_panel(ptr, rs, k, rows, out),
+            Operand::Bf16(ptr, rs) => pack_panel(ptr, rs, k, rows, out),
         }
     }
 }
@@ -129,22 +150,34 @@ unsafe fn pack_cols<T: Elem>(
     }
 }
 
-/// [`Operand::pack_rows`] for one element type (`ptr`, row stride `rs`).
+/// [`Operand::pack_panel`] for one element type (`ptr`, row stride `rs`): in chunks of `CH` pairs, each row's
+/// pairs are made in a row of a staging tile (contiguous, so that the rounding vectorises), then the tile is
+/// written out transposed.
 #[inline(always)]
-unsafe fn pack_rows<T: Elem>(
+unsafe fn pack_panel<T: Elem>(
     ptr: *const T,
     rs: usize,
     k: usize,
-    (p0, np): (usize, usize),
     (r0, rows): (usize, usize),
-    out: &mut [u32],
-    stride: usize,
+    out: &mut [MaybeUninit<u32>],
 ) {
-    let len = (2 * np).min(k - 2 * p0);
-    for r in 0..rows {
-        let src = std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len);
-        for (p, two) in src.chunks(2).enumerate() {
-            out[p * stride + r] = pair(two[0].bits(), two.get(1).map_or(0, |h| h.bits()));
+    /// Pairs per chunk: the staging tile (`MR` × 64 pairs, 3 KiB) and its slice of the panel stay in L1.
+    const CH: usize = 64;
+    let kp = k.div_ceil(2);
+    assert!(rows <= MR && out.len() == kp * MR, "panel of another shape");
+    // rows past `rows` stay zero
+    let mut stage = [[0u32; CH]; MR];
+    for p0 in (0..kp).step_by(CH) {
+        let np = CH.min(kp - p0);
+        let len = (2 * np).min(k - 2 * p0);
+        for (r, row) in stage.iter_mut().enumerate().take(rows) {
+            T::pairs(std::slice::from_raw_parts(ptr.add((r0 + r) * rs + 2 * p0), len), &mut row[..np]);
+        }
+        let dst = &mut out[p0 * MR..(p0 + np) * MR];
+        for (q, to) in dst.chunks_exact_mut(MR).enumerate() {
+            for (d, row) in to.iter_mut().zip(&stage) {
+                d.write(row[q]);
+            }
         }
     }
 }
@@ -213,6 +246,14 @@ pub(crate) enum Rhs<'a> {
     Packed(&'a Packed),
 }
 
+thread_local! {
+    /// [`gemm_add`]'s packing buffers (left operand, right-operand block), kept between calls on a thread: a fresh
+    /// allocation of that size is a fresh mapping, and its page faults cost more than the packing itself (at
+    /// CLIP's widest product, 24 MB of left panels: about 2× the packing). A nested call on the same thread (a
+    /// rayon worker that picks up another product while it waits) finds them taken and allocates its own.
+    static BUFFERS: std::cell::Cell<(Vec<u32>, Vec<u32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
 /// The destination: row-major f32 with a row stride.
 #[derive(Clone, Copy)]
 struct Dst(*mut f32, usize);
@@ -224,8 +265,9 @@ unsafe impl Sync for Dst {}
 pub(crate) struct Task<'a> {
     m: usize,
     n: usize,
-    k: usize,
-    lhs: Operand,
+    /// The left operand's panels, `kp` pairs each.
+    apack: &'a [u32],
+    kp: usize,
     bpack: &'a [u32],
     dst: Dst,
     jc: usize,
@@ -237,11 +279,20 @@ pub(crate) struct Task<'a> {
     p1: usize,
 }
 
-/// Runs one [`Task`] with the lanes of the caller's choice (a `#[target_feature]` wrapper for the real ones).
-pub(crate) type TaskFn = unsafe fn(&Task);
+/// One piece of [`gemm_add`]'s work.
+pub(crate) enum Job<'a, 'b> {
+    /// Pack the rows `rows` of the `k`-column left operand into the panel `out` ([`Operand::pack_panel`]).
+    Pack { lhs: Operand, k: usize, rows: (usize, usize), out: &'a mut [MaybeUninit<u32>] },
+    /// Run the micro-kernel over a task's tiles.
+    Tiles(&'a Task<'b>),
+}
 
-/// `dst (m×n) += lhs (m×k) · rhs (k×n)` in bf16 products with f32 accumulation; `run` computes each task (see
-/// [`task`]) and `threads` is how many run at once.
+/// Runs one [`Job`] (see [`job`]) with the lanes of the caller's choice: a `#[target_feature]` wrapper for the real
+/// ones, so that the packing is compiled for the same vectors as the micro-kernel.
+pub(crate) type JobFn = unsafe fn(Job<'_, '_>);
+
+/// `dst (m×n) += lhs (m×k) · rhs (k×n)` in bf16 products with f32 accumulation; `run` does each [`Job`] and
+/// `threads` is how many run at once.
 ///
 /// # Safety
 /// The operands address their whole matrices, `dst` an `m×n` matrix under its row stride that nothing else
@@ -251,7 +302,7 @@ pub(crate) unsafe fn gemm_add(
     (dst, dst_rs): (*mut f32, usize),
     lhs: Operand,
     rhs: Rhs<'_>,
-    run: TaskFn,
+    run: JobFn,
     threads: usize,
 ) {
     if let Rhs::Packed(p) = rhs {
@@ -261,8 +312,20 @@ pub(crate) unsafe fn gemm_add(
         return;
     }
     let kp = k.div_ceil(2);
+    let (mut abuf, mut bpack) = BUFFERS.take();
+    // the left operand, once: an MR-row panel of all kp pairs per job
+    let alen = m.div_ceil(MR) * kp * MR;
+    abuf.clear();
+    abuf.reserve(alen);
+    abuf.spare_capacity_mut()[..alen].par_chunks_mut(kp * MR).enumerate().for_each(|(ip, out)| {
+        let r0 = ip * MR;
+        // SAFETY: the caller's contract; rows [r0, r0 + rows) ⊂ [0, m) and out is one whole panel
+        unsafe { run(Job::Pack { lhs, k, rows: (r0, MR.min(m - r0)), out }) }
+    });
+    // SAFETY: every panel was written whole above (pack_panel writes every element)
+    unsafe { abuf.set_len(alen) };
+    let apack = &abuf[..];
     let dst = Dst(dst, dst_rs);
-    let mut bpack: Vec<u32> = Vec::new();
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         let panels = nc.div_ceil(NR);
@@ -290,8 +353,8 @@ pub(crate) unsafe fn gemm_add(
                 let task = Task {
                     m,
                     n,
-                    k,
-                    lhs,
+                    apack,
+                    kp,
                     bpack,
                     dst,
                     jc,
@@ -304,27 +367,35 @@ pub(crate) unsafe fn gemm_add(
                 };
                 if task.p0 < task.p1 {
                     // SAFETY: the caller's contract; tasks cover disjoint (row block, panel range) tiles
-                    unsafe { run(&task) }
+                    unsafe { run(Job::Tiles(&task)) }
                 }
             });
         }
     }
+    BUFFERS.set((abuf, bpack));
 }
 
-/// Packs the task's rows of the left operand and runs the micro-kernel over its tiles.
+/// Does one [`Job`] with the lanes `L`.
 ///
 /// # Safety
 /// As [`gemm_add`]; `L` may run on this processor.
 #[inline(always)]
-pub(crate) unsafe fn task<L: Lanes>(t: &Task) {
-    let panels = t.mc.div_ceil(MR);
-    let mut apack = vec![0u32; panels * t.kcp * MR];
-    for ip in 0..panels {
-        let r0 = t.i0 + ip * MR;
-        let rows = MR.min(t.m - r0);
-        let panel = &mut apack[ip * t.kcp * MR..(ip + 1) * t.kcp * MR];
-        t.lhs.pack_rows(t.k, (t.pc, t.kcp), (r0, rows), panel, MR);
+pub(crate) unsafe fn job<L: Lanes>(j: Job<'_, '_>) {
+    match j {
+        Job::Pack { lhs, k, rows, out } => lhs.pack_panel(k, rows, out),
+        Job::Tiles(t) => task::<L>(t),
     }
+}
+
+/// Runs the micro-kernel over a task's tiles.
+///
+/// # Safety
+/// As [`gemm_add`]; `L` may run on this processor.
+#[inline(always)]
+unsafe fn task<L: Lanes>(t: &Task) {
+    let panels = t.mc.div_ceil(MR);
+    // this block's panels, at pair block pc
+    let apack = t.apack.as_ptr().add((t.i0 / MR) * t.kp * MR + t.pc * MR);
     let mut edge = [0f32; MR * NR];
     for jp in t.p0..t.p1 {
         let j0 = t.jc + jp * NR;
@@ -333,7 +404,7 @@ pub(crate) unsafe fn task<L: Lanes>(t: &Task) {
         for ip in 0..panels {
             let r0 = t.i0 + ip * MR;
             let rows = MR.min(t.m - r0);
-            let a = apack.as_ptr().add(ip * t.kcp * MR);
+            let a = apack.add(ip * t.kp * MR);
             let c = t.dst.0.add(r0 * t.dst.1 + j0);
             if rows == MR && cols == NR {
                 micro::<L>(t.kcp, a, b, c, t.dst.1);
@@ -380,8 +451,8 @@ mod tests {
     use super::*;
 
     /// The emulated run of the blocked GEMM: the packing, tiling and edges every real run uses.
-    unsafe fn emulated(t: &Task) {
-        task::<Emulated>(t)
+    unsafe fn emulated(j: Job<'_, '_>) {
+        job::<Emulated>(j)
     }
 
     fn lcg(seed: &mut u64) -> f32 {

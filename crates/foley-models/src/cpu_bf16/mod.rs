@@ -180,8 +180,8 @@ unsafe fn blocked_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), l
     match Kernel::get() {
         Kernel::Avx512Bf16 => avx512_gemm_add(mnk, dst, lhs, rhs),
         _ => {
-            unsafe fn run(t: &blocked::Task) {
-                blocked::task::<lanes::Emulated>(t)
+            unsafe fn run(j: blocked::Job<'_, '_>) {
+                blocked::job::<lanes::Emulated>(j)
             }
             blocked::gemm_add(mnk, dst, lhs, rhs, run, rayon::current_num_threads())
         }
@@ -196,8 +196,8 @@ unsafe fn avx512_gemm_add(mnk: (usize, usize, usize), dst: (*mut f32, usize), lh
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bf16")]
-        unsafe fn run(t: &blocked::Task) {
-            blocked::task::<lanes::Avx512Bf16>(t)
+        unsafe fn run(j: blocked::Job<'_, '_>) {
+            blocked::job::<lanes::Avx512Bf16>(j)
         }
         blocked::gemm_add(mnk, dst, lhs, rhs, run, rayon::current_num_threads());
     }

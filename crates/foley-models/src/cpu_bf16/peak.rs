@@ -1,12 +1,14 @@
 //! What the processor can do at most, for `foley bench --gemm`: the arithmetic peak of its f32 FMA and bf16
 //! dot-product instructions (independent chains in registers, no memory traffic), and the GEMM rates of each
-//! kernel at the networks' shapes, so that a GEMM's rate is reported beside the peak it is measured against.
+//! kernel at the networks' shapes, so that a GEMM's rate is reported beside the peak it is measured against; and
+//! what the bf16 kernel spends packing its activations, the part of its time that is not products.
 
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{avx512_gemm_add, widen_gemm_add, Kernel, Operand, Packed, Rhs};
+use super::blocked::{self, Job};
+use super::{avx512_gemm_add, lanes, widen_gemm_add, Kernel, Operand, Packed, Rhs};
 
 /// An arithmetic peak to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,4 +182,41 @@ pub fn gemm_gflops(kind: GemmKind, (m, n, k): (usize, usize, usize), reps: usize
     }
     std::hint::black_box(&dst);
     2.0 * (m * n * k) as f64 / best / 1e9
+}
+
+/// Milliseconds the blocked bf16 GEMM ([`GemmKind::Bf16Avx512`]) spends packing an f32 `m×k` left operand into
+/// bf16 pair panels, the fastest of `reps + 1` runs. The packing needs no bf16 instructions, so this runs on any
+/// processor; it is compiled for AVX-512 where the bf16 kernel is selected, as the kernel runs it.
+pub fn lhs_pack_ms((m, k): (usize, usize), reps: usize) -> f64 {
+    unsafe fn pack_only(j: Job<'_, '_>) {
+        if let Job::Pack { .. } = j {
+            blocked::job::<lanes::Emulated>(j)
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn pack_only_avx512(j: Job<'_, '_>) {
+        if let Job::Pack { .. } = j {
+            blocked::job::<lanes::Emulated>(j)
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    let run: blocked::JobFn = if Kernel::get() == Kernel::Avx512Bf16 { pack_only_avx512 } else { pack_only };
+    #[cfg(not(target_arch = "x86_64"))]
+    let run: blocked::JobFn = pack_only;
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+    // a one-column right operand: the packing of the left one is the whole of the work
+    let w = vec![0u16; k];
+    let mut dst = vec![0f32; m];
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) + 1 {
+        let t = Instant::now();
+        // SAFETY: the vectors hold the whole matrices; `run` only packs (its features were checked above)
+        unsafe {
+            let (lhs, rhs) = (Operand::F32(x.as_ptr(), k), Operand::Bf16(w.as_ptr(), 1));
+            blocked::gemm_add((m, 1, k), (dst.as_mut_ptr(), 1), lhs, Rhs::Plain(rhs), run, rayon::current_num_threads())
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best * 1e3
 }
