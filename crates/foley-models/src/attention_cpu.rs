@@ -232,7 +232,7 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+        Ok(crate::error_bounds::max_abs_diff(a, b))
     }
 
     #[test]

@@ -423,16 +423,11 @@ mod tests {
     use super::*;
     use candle_core::{Device, Module};
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
-            .unwrap_or(f32::INFINITY)
-    }
-
     /// Equal to candle's own conv1d (im2col) for every padding/dilation/kernel combination the networks use,
     /// including inputs shorter than the receptive field on one side.
     #[test]
     fn matches_candle_conv1d() -> candle_core::Result<()> {
+        use crate::error_bounds::{assert_within, two_sums};
         let dev = Device::Cpu;
         for &(b, c, o, t, k, p, d) in &[
             (2, 5, 7, 13, 3, 1, 1),
@@ -451,11 +446,13 @@ mod tests {
             let conv = |axis| Conv1d::new(w.clone(), Some(bias.clone()), p, d, axis);
             let got = conv(ChannelAxis::First)?.forward(&x)?;
             assert_eq!(got.dims(), want.dims());
-            let e = max_diff(&got, &want);
-            assert!(e < 1e-5, "channel-first {:?}: {e}", (b, c, o, t, k, p, d));
+            // c·k products and the bias per output: two f32 sums of c·k + 1 terms
+            let mag = x.abs()?.conv1d(&w.abs()?, p, 1, d, 1)?.broadcast_add(&bias.abs()?.reshape((1, o, 1))?)?;
+            let bound = two_sums(c * k + 1, &mag);
+            let case = (b, c, o, t, k, p, d);
+            assert_within(&format!("channel-first {case:?}"), &got, &want, &bound);
             let got = conv(ChannelAxis::Last)?.forward(&x.transpose(1, 2)?.contiguous()?)?;
-            let e = max_diff(&got.transpose(1, 2)?, &want);
-            assert!(e < 1e-5, "channel-last {:?}: {e}", (b, c, o, t, k, p, d));
+            assert_within(&format!("channel-last {case:?}"), &got.transpose(1, 2)?, &want, &bound);
         }
         Ok(())
     }
@@ -464,13 +461,19 @@ mod tests {
     /// weight, in both layouts.
     #[test]
     fn bf16_scope_matches_conv_of_the_rounded_weight() -> candle_core::Result<()> {
+        use crate::error_bounds::{assert_within, bf16_rounded, two_sums};
         let dev = Device::Cpu;
         let (b, c, o, t, k, p) = (2, 24, 40, 30, 3, 1);
         let x = Tensor::randn(0f32, 1.0, (b, c, t), &dev)?;
         let w = Tensor::randn(0f32, 1.0, (o, c, k), &dev)?;
-        let w16 = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
-        let want = x.conv1d(&w16, p, 1, 1, 1)?;
+        let w16 = bf16_rounded(&w);
+        // both layouts run the selected bf16 kernel: widening keeps x in f32, VDPBF16PS rounds it to bf16
+        // (nearest even). The products are exact either way and only the f32 sums of c·k terms differ.
+        let vdp = crate::cpu_bf16::Kernel::get() != crate::cpu_bf16::Kernel::Widen;
+        let x_seen = if vdp { bf16_rounded(&x) } else { x.clone() };
         for axis in [ChannelAxis::First, ChannelAxis::Last] {
+            let want = x_seen.conv1d(&w16, p, 1, 1, 1)?;
+            let bound = two_sums(c * k, &x_seen.abs()?.conv1d(&w16.abs()?, p, 1, 1, 1)?);
             let conv = crate::cpu_bf16::with_bf16_weights(|| Conv1d::new(w.clone(), None, p, 1, axis))?;
             match (&conv.w, axis) {
                 (Weights::Taps(w), ChannelAxis::First) => assert_eq!(w.dtype(), DType::BF16),
@@ -481,12 +484,7 @@ mod tests {
                 ChannelAxis::First => conv.forward(&x)?,
                 ChannelAxis::Last => conv.forward(&x.transpose(1, 2)?.contiguous()?)?.transpose(1, 2)?,
             };
-            // exact products when widened; VDPBF16PS also rounds x: 72 products of |x·w| ≲ 16, 2^-9 each
-            let e = max_diff(&got, &want);
-            assert!(e < 72.0 * 16.0 / 512.0, "{axis:?}: {e}");
-            if crate::cpu_bf16::Kernel::get() == crate::cpu_bf16::Kernel::Widen {
-                assert!(e < 1e-4, "{axis:?}: {e}");
-            }
+            assert_within(&format!("bf16 conv {axis:?} on {:?}", crate::cpu_bf16::Kernel::get()), &got, &want, &bound);
         }
         Ok(())
     }

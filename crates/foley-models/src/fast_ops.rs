@@ -380,18 +380,18 @@ mod tests {
         let x = (Tensor::randn(0f32, 3f32, (5, 7, 33), &dev)? * 1.0)?;
         let want = candle_nn::ops::softmax_last_dim(&x)?;
         let got = softmax_last_dim(x.copy()?)?;
-        let err = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let err = crate::error_bounds::max_abs_diff(&got, &want);
         assert!(err < 1e-6, "softmax err {err}");
         let want = (&x * candle_nn::ops::sigmoid(&(&x * 1.702)?)?)?;
         let got = quick_gelu(x.copy()?)?;
-        let err = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let err = crate::error_bounds::max_abs_diff(&got, &want);
         assert!(err < 1e-5, "quick gelu err {err}");
         let got = silu(&x)?;
-        let err = (got - candle_nn::ops::silu(&x)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let err = crate::error_bounds::max_abs_diff(&got, &candle_nn::ops::silu(&x)?);
         assert!(err < 1e-5, "silu err {err}");
         let bias = Tensor::randn(0f32, 1f32, 33, &dev)?;
         let got = add_bias(x.copy()?, &bias)?;
-        let err = (got - x.broadcast_add(&bias)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let err = crate::error_bounds::max_abs_diff(&got, &x.broadcast_add(&bias)?);
         assert_eq!(err, 0.0, "bias");
         Ok(())
     }

@@ -13,6 +13,8 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod cpu_bf16;
 pub mod error;
+#[cfg(test)]
+mod error_bounds;
 pub mod generate;
 pub mod linear;
 pub mod mel;

@@ -120,8 +120,18 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// `Σ|x·w| + |b|` per output element of `x @ wᵀ + b`: the magnitude the rounding bound scales with.
+    fn magnitude(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let m = x.abs()?.broadcast_matmul(&w.abs()?.t()?)?;
+        match b {
+            Some(b) => m.broadcast_add(&b.abs()?),
+            None => Ok(m),
+        }
+    }
+
     #[test]
     fn matches_candle_linear() -> candle_core::Result<()> {
+        use crate::error_bounds::{assert_within, two_sums};
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (7, 5), &dev)?;
         let b = Tensor::randn(0f32, 1.0, 7, &dev)?;
@@ -129,16 +139,15 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev)?;
             let want = candle_nn::Linear::new(w.clone(), Some(b.clone())).forward(&x)?;
             let got = Linear::new(w.clone(), Some(b.clone()))?.forward(&x)?;
-            assert_eq!(got.dims(), want.dims());
-            let e = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-            assert!(e < 1e-5, "{shape:?}: {e}");
+            // 5 products and the bias: two f32 sums of 6 terms
+            let bound = two_sums(6, &magnitude(&x, &w, Some(&b))?);
+            assert_within(&format!("linear {shape:?}"), &got, &want, &bound);
         }
         // a transposed (non-contiguous) input
         let x = Tensor::randn(0f32, 1.0, (5, 4), &dev)?.t()?;
         let want = candle_nn::Linear::new(w.clone(), None).forward(&x)?;
-        let got = Linear::new(w, None)?.forward(&x)?;
-        let e = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-        assert!(e < 1e-5, "transposed input: {e}");
+        let got = Linear::new(w.clone(), None)?.forward(&x)?;
+        assert_within("linear, transposed input", &got, &want, &two_sums(5, &magnitude(&x, &w, None)?));
         Ok(())
     }
 
@@ -163,6 +172,7 @@ mod tests {
     /// bf16-rounded weight); outside it, f32 again.
     #[test]
     fn bf16_scope_holds_the_weight_in_bf16() -> candle_core::Result<()> {
+        use crate::error_bounds::{assert_within, bf16_rounded, two_sums};
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (7, 40), &dev)?;
         let b = Tensor::randn(0f32, 1.0, 7, &dev)?;
@@ -173,11 +183,13 @@ mod tests {
         let widen = crate::cpu_bf16::Kernel::get() == crate::cpu_bf16::Kernel::Widen;
         assert_eq!(weight.is_packed(), !widen);
         let x = Tensor::randn(0f32, 1.0, (2, 3, 40), &dev)?;
-        let w16 = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
-        let want = candle_nn::Linear::new(w16, Some(b.clone())).forward(&x)?;
-        let e = (l.forward(&x)? - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-        // exact products on the widening kernel; VDPBF16PS also rounds x (40 products of |x·w| ≲ 16, 2^-9 each)
-        assert!(e < 40.0 * 16.0 / 512.0, "{e}");
+        let w16 = bf16_rounded(&w);
+        // the widening kernel multiplies f32 x by the bf16 weight; VDPBF16PS rounds x to bf16 first (nearest
+        // even). Either way the products are exact and only the f32 sums (40 products and the bias) differ.
+        let x_seen = if widen { x.clone() } else { bf16_rounded(&x) };
+        let want = candle_nn::Linear::new(w16.clone(), Some(b.clone())).forward(&x_seen)?;
+        let bound = two_sums(41, &magnitude(&x_seen, &w16, Some(&b))?);
+        assert_within(&format!("bf16 linear on {:?}", crate::cpu_bf16::Kernel::get()), &l.forward(&x)?, &want, &bound);
         assert!(matches!(Linear::new(w, None)?, Linear::Transposed { .. }));
         Ok(())
     }

@@ -5,18 +5,21 @@
 mod common;
 
 use candle_core::{DType, Device};
-use common::{assert_close, fixtures, Fixture};
+use common::{assert_close, fixtures_unchecked, Fixture};
 use foley_models::weights::{convert_pth_to_safetensors, load_pth, var_builder, RECOMPUTED_KEYS};
 
-fn with_checkpoint(module: &str) -> Vec<(Fixture, std::path::PathBuf)> {
-    fixtures(module)
+/// The module's fixtures that carry a torch.save'd checkpoint (`meta.checkpoint.file`), as a walk that fails the
+/// test when there is none or one compares nothing (`foley_parity::Checked`).
+fn with_checkpoint(module: &str) -> foley_parity::Checked<(Fixture, std::path::PathBuf)> {
+    let items = fixtures_unchecked(module)
         .into_iter()
         .filter_map(|f| {
             let file = f.meta["checkpoint"]["file"].as_str()?.to_string();
             let p = f.dir.join(file);
-            Some((f, p))
+            Some((f.name(), (f, p)))
         })
-        .collect()
+        .collect();
+    foley_parity::Checked::of(&format!("{module} checkpoints"), items).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A fresh directory under the system temp dir for this test process.
@@ -45,12 +48,7 @@ fn check_same_tensors(f: &Fixture, pth: &std::path::Path) {
 #[test]
 fn mmaudio_from_pth_and_converted_safetensors() {
     use foley_models::mmaudio::{Config, MMAudio};
-    let found = with_checkpoint("mmaudio");
-    assert!(
-        !found.is_empty() || std::env::var_os("FOLEY_PARITY_DIR").is_some(),
-        "no mmaudio checkpoint fixture"
-    );
-    for (f, pth) in found {
+    for (f, pth) in with_checkpoint("mmaudio") {
         check_same_tensors(&f, &pth);
         let dir = scratch_dir("mmaudio");
         let st = dir.join("mmaudio.safetensors");
@@ -82,12 +80,7 @@ fn mmaudio_from_pth_and_converted_safetensors() {
 #[test]
 fn bigvgan_from_nested_pth_and_converted_safetensors() {
     use foley_models::bigvgan::{BigVGAN, Config};
-    let found = with_checkpoint("bigvgan");
-    assert!(
-        !found.is_empty() || std::env::var_os("FOLEY_PARITY_DIR").is_some(),
-        "no bigvgan checkpoint fixture"
-    );
-    for (f, pth) in found {
+    for (f, pth) in with_checkpoint("bigvgan") {
         check_same_tensors(&f, &pth);
         let dir = scratch_dir("bigvgan");
         let st = dir.join("bigvgan.safetensors");

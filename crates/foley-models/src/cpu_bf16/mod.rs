@@ -378,7 +378,7 @@ impl CustomOp1 for MatMul<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::Device;
 
     #[test]
     fn scope_is_per_thread_and_restored() {
@@ -395,27 +395,23 @@ mod tests {
     }
 
     /// The product of f32 activations and a bf16 weight equals candle's f32 matmul of the same (bf16-valued)
-    /// weight: exactly up to f32 summation order on the widening kernel, within the activations' bf16 rounding on
-    /// VDPBF16PS.
+    /// weight with, on VDPBF16PS, the activations rounded to bf16 (nearest even) as that kernel rounds them: the
+    /// products are exact, so only the order of the f32 sums may differ (`error_bounds`).
     #[test]
     fn matmul_matches_f32_product_of_the_bf16_weight() -> candle_core::Result<()> {
+        use crate::error_bounds::{assert_within, bf16_rounded, two_sums};
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (96, 70), &dev)?;
-        let wf = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        let wf = bf16_rounded(&w);
         let weight = Bf16Weight::new(&w)?;
         assert_eq!(weight.is_packed(), Kernel::get() != Kernel::Widen);
         for shape in [vec![5, 96], vec![2, 3, 96], vec![300, 96]] {
             let x = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev)?;
             let got = weight.matmul(&x)?;
-            let want = x.broadcast_matmul(&wf)?;
-            assert_eq!(got.dims(), want.dims());
-            let e = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-            let bound = match Kernel::get() {
-                Kernel::Widen => 1e-4,
-                // |x|, |w| ≲ 4: 96 products with a relative 2^-9 error each
-                Kernel::Avx512Bf16 | Kernel::Emulated => 96.0 * 16.0 / 512.0,
-            };
-            assert!(e <= bound, "{shape:?}: {e} > {bound} on {:?}", Kernel::get());
+            let x_seen = if Kernel::get() == Kernel::Widen { x.clone() } else { bf16_rounded(&x) };
+            let want = x_seen.broadcast_matmul(&wf)?;
+            let bound = two_sums(96, &x_seen.abs()?.broadcast_matmul(&wf.abs()?)?);
+            assert_within(&format!("{shape:?} on {:?}", Kernel::get()), &got, &want, &bound);
         }
         Ok(())
     }

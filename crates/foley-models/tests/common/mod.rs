@@ -1,6 +1,9 @@
-//! Shared machinery of the parity tests: fixture discovery, loading and the tolerances (one place, never
-//! loosened to make a failure pass). Fixtures are produced by `scripts/gen_parity.py`; see
-//! `scripts/parity/common.py` for the format.
+//! Shared machinery of the parity tests: the test device and dtype, and the tolerances (one place, never
+//! loosened to make a failure pass). Fixtures are produced by `scripts/gen_parity.py` (format in
+//! `scripts/parity/common.py`); loading them and comparing with them is `foley_parity`'s: a missing file, a
+//! broken `meta.json`, an empty set, fewer fixtures than committed, a fixture that compares nothing and any
+//! non-finite value fail the test with a sentence. `FOLEY_PARITY_DIR` runs the same assertions on another set
+//! (at least one fixture per test: select the tests its modules have with a name filter).
 //!
 //! Device and dtype: `FOLEY_TEST_DEVICE` (`cpu`, the default, or `cuda`: a `--features cuda` build) and
 //! `FOLEY_TEST_DTYPE` (`f32`, the default, `bf16` or `f16`). The networks are built on that device in that dtype
@@ -16,7 +19,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -89,9 +92,7 @@ pub fn on_device(t: &Tensor) -> Tensor {
 
 /// Root of the fixture tree: `$FOLEY_PARITY_DIR` or the repository's `tests/fixtures/parity`.
 pub fn parity_dir() -> PathBuf {
-    std::env::var_os("FOLEY_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity")
-    })
+    foley_parity::parity_root()
 }
 
 /// One fixture directory, loaded.
@@ -142,8 +143,7 @@ impl Fixture {
         let want = self.output(name);
         let reference = &self.meta["reference_bf16"];
         let (ref_max, ref_rms) = (reference["max_abs_err"][name].as_f64(), reference["rms_err"][name].as_f64());
-        let err = max_abs_diff(got, want);
-        let rms = rms_diff(got, want);
+        let foley_parity::Diff { max_abs: err, rms, .. } = diff(what, got, want);
         let (dev, dt) = (if got.device().is_cpu() { "cpu" } else { "gpu" }, dtype().as_str());
         match (cpu_bf16(), ref_max, ref_rms) {
             (true, Some(ref_max), Some(ref_rms)) => {
@@ -164,62 +164,53 @@ impl Fixture {
         err
     }
 
+    /// The fixture's folder name.
+    pub fn name(&self) -> String {
+        self.dir.file_name().map_or_else(|| self.dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> T {
         serde_json::from_value(self.meta["config"].clone())
             .unwrap_or_else(|e| panic!("{}: bad config: {e}", self.dir.display()))
     }
 }
 
-fn load_st(path: &Path) -> HashMap<String, Tensor> {
-    if !path.exists() {
-        return HashMap::new();
+impl From<foley_parity::RawFixture> for Fixture {
+    fn from(raw: foley_parity::RawFixture) -> Self {
+        let inputs = raw.inputs.iter().map(|(k, v)| (k.clone(), on_device(v))).collect();
+        Fixture { inputs, inputs_cpu: raw.inputs, weights: raw.weights, outputs: raw.outputs, meta: raw.meta, dir: raw.dir }
     }
-    candle_core::safetensors::load(path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every fixture under the parity dir whose `meta.json` names `module`, sorted by directory.
-pub fn fixtures(module: &str) -> Vec<Fixture> {
+/// Every fixture under the parity dir whose `meta.json` names `module`, as a walk that fails the test unless
+/// there are at least as many as the repository commits (one for a `FOLEY_PARITY_DIR` set) and each compares
+/// at least one output ([`foley_parity::Checked`]). Any broken fixture folder fails it too.
+pub fn fixtures(module: &str) -> foley_parity::Checked<Fixture> {
     let root = parity_dir();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    dirs.sort();
-    dirs.into_iter()
-        .filter_map(|dir| {
-            let meta: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).ok()?).ok()?;
-            (meta["module"] == module).then(|| {
-                let inputs_cpu = load_st(&dir.join("inputs.safetensors"));
-                Fixture {
-                    weights: load_st(&dir.join("weights.safetensors")),
-                    inputs: inputs_cpu.iter().map(|(k, v)| (k.clone(), on_device(v))).collect(),
-                    inputs_cpu,
-                    outputs: load_st(&dir.join("outputs.safetensors")),
-                    meta,
-                    dir,
-                }
-            })
-        })
-        .collect()
+    foley_parity::load_module(&root, module)
+        .and_then(|raw| foley_parity::Checked::new(&root, module, raw, Fixture::from))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `a - b` on the host in f32; panics on a shape mismatch.
-fn host_diff(a: &Tensor, b: &Tensor) -> Tensor {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    (a - b).unwrap()
+/// The fixtures of `module` as loaded, for a test that is not a parity check (no count is kept).
+pub fn fixtures_unchecked(module: &str) -> Vec<Fixture> {
+    foley_parity::load_module(&parity_dir(), module).unwrap_or_else(|e| panic!("{e}")).into_iter().map(Fixture::from).collect()
 }
 
-/// Max |a - b| over all elements (on the host, in f32); panics on a shape mismatch.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    host_diff(a, b).abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+/// The comparison of `got` with `want` ([`foley_parity::compare`]): fails the test on a shape mismatch and on any
+/// NaN or infinity in either tensor.
+pub fn diff(what: &str, got: &Tensor, want: &Tensor) -> foley_parity::Diff {
+    foley_parity::compare(what, got, want).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Root-mean-square of `a - b` (on the host, in f32).
-pub fn rms_diff(a: &Tensor, b: &Tensor) -> f32 {
-    host_diff(a, b).sqr().unwrap().flatten_all().unwrap().mean(0).unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap()
+/// Max |got - want| over all elements (on the host); fails on a shape mismatch or a non-finite value.
+pub fn max_abs_diff(got: &Tensor, want: &Tensor) -> f32 {
+    diff("max_abs_diff", got, want).max_abs
+}
+
+/// max |t|; fails on a non-finite value (not a comparison).
+pub fn max_abs(what: &str, t: &Tensor) -> f32 {
+    foley_parity::max_abs(what, t).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The max-abs error allowed for an f32 tolerance `tol` ([`MODULE_TOL`] or [`SAMPLER_TOL`]) in the test dtype,
@@ -231,7 +222,7 @@ pub fn tolerance_for(tol: f32, want: &Tensor) -> f32 {
         DType::F16 => F16_REL,
         _ => return tol,
     };
-    let scale = max_abs_diff(want, &want.zeros_like().unwrap()).max(1.0);
+    let scale = max_abs("the reference output", want).max(1.0);
     rel[usize::from(tol >= SAMPLER_TOL)] * scale
 }
 
@@ -239,7 +230,7 @@ pub fn tolerance_for(tol: f32, want: &Tensor) -> f32 {
 /// and returns the measured max-abs error (printed for notes, with device and dtype).
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) -> f32 {
     let tol = tolerance_for(tol, want);
-    let err = max_abs_diff(got, want);
+    let err = diff(what, got, want).max_abs;
     let (dev, dt) = (if got.device().is_cpu() { "cpu" } else { "gpu" }, got.dtype().as_str());
     eprintln!("parity [{dev} {dt}] {what}: max_abs_err = {err:.3e} (tol {tol:.1e})");
     assert!(err <= tol, "{what}: max-abs error {err:.3e} exceeds {tol:.1e}");
