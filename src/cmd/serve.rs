@@ -31,9 +31,29 @@ pub struct Args {
     /// Directory of the task database (foley.db) and the stored files.
     #[arg(long, env = "FOLEY_DATA_DIR", default_value = "foley-data")]
     pub data_dir: PathBuf,
-    /// Accepted API keys, comma-separated (clients send `Authorization: Bearer <key>`).
+    /// Accepted API keys, comma-separated (clients send `Authorization: Bearer <key>`); named key-1, key-2… in
+    /// logs and metrics. Each key sees only its own tasks and files.
     #[arg(long, env = "FOLEY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
+    /// A keys file: one `name key` per line (`operator name key` for an operator key), `#` comments. Re-read
+    /// every 2 s while the server runs: a changed file takes effect at once; a bad one keeps the previous keys
+    /// (and the log says why). Adds to --api-keys and --operator-keys.
+    #[arg(long, env = "FOLEY_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Operator keys, comma-separated (named operator-1…): they see and manage every key's tasks.
+    #[arg(long, env = "FOLEY_OPERATOR_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub operator_keys: Vec<String>,
+    /// Tasks one key may have queued or running at once (across the cluster); more get HTTP 429 with
+    /// Retry-After. Keep it under --queue-capacity so that one client cannot fill the queue. 0 = no bound.
+    #[arg(long, env = "FOLEY_MAX_TASKS_PER_KEY", default_value_t = 16)]
+    pub max_tasks_per_key: usize,
+    /// Submissions per minute one key may make, sustained (token bucket, per API node); more get HTTP 429 with
+    /// Retry-After. 0 = no rate limit.
+    #[arg(long, env = "FOLEY_KEY_RATE", default_value_t = 60.0)]
+    pub key_rate: f64,
+    /// Submissions one key may make at once before --key-rate applies (the token bucket's size).
+    #[arg(long, env = "FOLEY_KEY_BURST", default_value_t = 30)]
+    pub key_burst: u32,
     /// Serve without API keys (allowed only when listening on loopback).
     #[arg(long, env = "FOLEY_NO_AUTH")]
     pub no_auth: bool,
@@ -117,8 +137,12 @@ pub enum RoleArg {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.api_keys.iter().all(|k| k.trim().is_empty()) && !args.no_auth {
-        bail!("no API keys: set FOLEY_API_KEYS (or --api-keys), or pass --no-auth on a loopback address");
+    let no_keys = args.api_keys.iter().chain(&args.operator_keys).all(|k| k.trim().is_empty());
+    if no_keys && args.api_keys_file.is_none() && !args.no_auth {
+        bail!("no API keys: set FOLEY_API_KEYS (or --api-keys, --api-keys-file), or pass --no-auth on a loopback address");
+    }
+    if !args.key_rate.is_finite() || args.key_rate < 0.0 {
+        bail!("--key-rate must be a number of submissions per minute, 0 or more");
     }
     if args.no_auth && !args.listen.ip().is_loopback() {
         bail!("--no-auth is only allowed on a loopback address, not {}", args.listen);
@@ -139,11 +163,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut cfg = foley_server::Config::new(&args.data_dir);
     cfg.api_keys = args.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
+    cfg.operator_keys = args.operator_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
+    cfg.api_keys_file = args.api_keys_file;
+    cfg.max_tasks_per_key = (args.max_tasks_per_key > 0).then_some(args.max_tasks_per_key);
+    cfg.key_rate_per_min = (args.key_rate > 0.0).then_some(args.key_rate);
+    cfg.key_burst = args.key_burst.max(1);
     cfg.no_auth = args.no_auth;
     if let Some(s) = args.signing_secret {
         cfg.signing_secret = s.into_bytes();
     }
     cfg.queue_capacity = args.queue_capacity.max(1);
+    if cfg.max_tasks_per_key.is_some_and(|n| n > cfg.queue_capacity) {
+        tracing::warn!(
+            max_tasks_per_key = args.max_tasks_per_key,
+            queue_capacity = cfg.queue_capacity,
+            "--max-tasks-per-key is above --queue-capacity: one key can fill the whole queue"
+        );
+    }
     cfg.workers = args.workers.max(1);
     cfg.max_attempts = args.max_attempts.max(1);
     cfg.allow_private_urls = args.allow_private_urls;
@@ -162,6 +198,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         RoleArg::Worker => foley_server::config::Role::Worker,
         RoleArg::All => foley_server::config::Role::All,
     };
+    // The keys are checked before the model loads (which can take minutes).
+    let keys = foley_server::auth::keyfile::load(&cfg).map_err(anyhow::Error::msg)?;
+    if keys.is_empty() && !cfg.no_auth {
+        bail!("no API keys: the keys file names none, and neither --api-keys nor --operator-keys gives one");
+    }
     let api_only = args.role == RoleArg::Api;
     tracing::info!(config = ?cfg, "starting");
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
