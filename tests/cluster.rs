@@ -3,7 +3,8 @@
 //! data directory, sharing one S3-compatible bucket (moto on loopback, crates/foley-server/tests/common/s3.rs)
 //! for uploads and outputs, driven by the real `inferencesh` SDK (tests/sdk/cluster.py): 100 submissions over both API nodes,
 //! each run exactly once (the workers' completed-task counters) with one webhook each; a stream and a cancel
-//! through an API node of tasks that run on workers; `kill -9` of a worker mid-task; PostgreSQL restarted mid-run.
+//! through an API node of tasks that run on workers; a second key's calls (delete and cancel included) through the
+//! other API node answered as for a missing task; `kill -9` of a worker mid-task; PostgreSQL restarted mid-run.
 
 #[path = "../crates/foley-server/tests/common/mod.rs"]
 mod common;
@@ -20,6 +21,8 @@ use common::s3::Moto;
 use common::{py, wait_ready, KEY, SECRET};
 
 const LEASE_S: u64 = 3;
+/// A second client key: it must not see or touch the first key's tasks.
+const KEY_B: &str = "inf_cluster_key_b_0123456789";
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -57,7 +60,9 @@ fn node(dir: &Path, db: &str, moto: &Moto, role: &str, name: &str) -> (Node, f64
         .args(["serve", "--model", "tiny-test", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.join(name))
         .args(["--files", "s3://foley-cluster/files", "--database", db, "--role", role, "--lease-secs", &LEASE_S.to_string(), "--queue-capacity", "200"])
-        .args(["--api-keys", KEY, "--signing-secret", SECRET, "--allow-private-urls", "--webhook-backoff-ms", "200"])
+        .args(["--api-keys", &format!("{KEY},{KEY_B}"), "--signing-secret", SECRET, "--allow-private-urls", "--webhook-backoff-ms", "200"])
+        // One client submits 100 tasks here: no per-key bound or rate.
+        .args(["--max-tasks-per-key", "0", "--key-rate", "0"])
         .envs(moto.env())
         .env("FOLEY_LOG", "info")
         .stdout(Stdio::null())
@@ -131,6 +136,11 @@ fn two_api_nodes_three_workers_one_postgres() {
     py(&api_a.base(), "run.py", &["stream", s(&clip)], &[], Duration::from_secs(120));
     let out = py(&api_a.base(), "cluster.py", &["cancel", s(&clip)], &both, Duration::from_secs(120));
     eprintln!("cluster cancel: {}", out.trim());
+
+    // Key B, through B, on a task of key A submitted through A: every by-id route answers as for a missing task.
+    let env_b = [("FOLEY_URL_B", api_b.base()), ("FOLEY_KEY_B", KEY_B.to_string())];
+    let out = py(&api_a.base(), "cluster.py", &["isolate", s(&clip)], &env_b, Duration::from_secs(180));
+    eprintln!("cluster isolation: {}", out.trim());
 
     // kill -9 of the worker running a task: it completes on another one within the lease and a few seconds.
     let ids = submit(&api_a.base(), &clip, 1, 60);

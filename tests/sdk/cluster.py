@@ -3,6 +3,9 @@
 output downloads from the node that did not take the submission, and the receiver gets exactly one call per task.
 `cancel VIDEO`: a task submitted through B and running on a worker is cancelled through A; it ends cancelled
 within 2 s. `submit VIDEO N STEPS` submits N tasks of STEPS sampling steps through A and prints their ids.
+`isolate VIDEO`: a task of key A (INFERENCE_API_KEY) submitted through A; key B (FOLEY_KEY_B), calling through B,
+gets for it exactly what it gets for an unknown id (404, same body) on every by-id route, its cancel while the task
+runs and its delete once it ended change nothing: A still gets the task, completed, through either node.
 Prints a JSON summary."""
 import json
 import os
@@ -84,6 +87,35 @@ def cancel(video):
     emit({"cancel_s": round(took, 3)})
 
 
+def isolate(video):
+    key_b = os.environ["FOLEY_KEY_B"]
+    auth_b = {"Authorization": f"Bearer {key_b}"}
+    routes = [("GET", "/tasks/{}"), ("GET", "/tasks/{}/files"), ("GET", "/tasks/{}/stream"), ("POST", "/tasks/{}/cancel"),
+              ("DELETE", "/tasks/{}"), ("DELETE", "/tasks/{}?files=true"), ("GET", "/v1/audio/video-to-audio/{}")]
+
+    def same_as_missing(tid):
+        unknown = "00000000-0000-4000-8000-000000000000"
+        for method, route in routes:
+            got = requests.request(method, B + route.format(tid), headers=auth_b, timeout=30)
+            missing = requests.request(method, B + route.format(unknown), headers=auth_b, timeout=30)
+            norm = lambda r, i: (r.status_code, {k: v for k, v in json.loads(r.text.replace(i, "ID")).items() if k != "request_id"})
+            check(got.status_code == 404 and norm(got, tid) == norm(missing, unknown),
+                  f"{method} {route} with key B through B: {got.status_code} {got.text} vs {missing.text}")
+
+    t = a.run({"app": APP, "input": {"video": video, "num_steps": 60}}, wait=False)
+    deadline = time.time() + 60
+    while time.time() < deadline and a.get_task(t["id"]).data["status"] != 7:
+        time.sleep(0.05)
+    check(a.get_task(t["id"]).data["status"] == 7, "running on a worker")
+    same_as_missing(t["id"])  # its cancel while it runs included
+    end = wait_terminal(a, t["id"], 120)
+    check(end["status"] == 10, f"A's task completed despite key B's cancel: {end['status']} {end['logs']}")
+    same_as_missing(t["id"])  # its delete once it ended included
+    for c in (a, inference(base_url=B)):
+        check(c.get_task(t["id"]).data["status"] == 10, "A still gets its task through both nodes")
+    emit({"isolated": t["id"], "routes": len(routes)})
+
+
 if sys.argv[1] == "load":
     load(sys.argv[2], int(sys.argv[3]))
 elif sys.argv[1] == "submit":
@@ -92,5 +124,7 @@ elif sys.argv[1] == "submit":
     print(json.dumps([a.run({"app": APP, "input": {"video": uri, "num_steps": steps}}, wait=False)["id"] for _ in range(n)]))
 elif sys.argv[1] == "cancel":
     cancel(sys.argv[2])
+elif sys.argv[1] == "isolate":
+    isolate(sys.argv[2])
 else:
     check(False, "usage")
