@@ -21,9 +21,9 @@ pub fn seconds() -> f64 {
 }
 
 /// A `VarBuilder` whose variables are created on first use; call [`randomize`] after building the network.
-/// Also applies the allocator settings the `foley` binary uses (`foley_models::alloc`).
+/// Also applies the allocator settings the `foley` binary uses (`foley_kernels::alloc`).
 pub fn var_builder(dev: &Device) -> (VarMap, VarBuilder<'static>) {
-    foley_models::alloc::tune_for_inference();
+    foley_kernels::alloc::tune_for_inference();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
     (varmap, vb)

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use foley_models::{bigvgan, vae};
+use foley_models::mmaudio::{bigvgan, vae};
 
 fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;

@@ -36,8 +36,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // before any thread starts: keep candle's per-op buffers in the heap (see foley_models::alloc)
-    foley_models::alloc::tune_for_inference();
+    // before any thread starts: keep candle's per-op buffers in the heap (see foley_kernels::alloc)
+    foley_kernels::alloc::tune_for_inference();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FOLEY_LOG")

@@ -259,7 +259,7 @@ fn overflowing_vocoder(dir: &Path) -> PathBuf {
             (k, if scale { v.affine(1e12, 0.0).unwrap() } else { v })
         })
         .collect();
-    assert!(t.values().all(|v| foley_models::checked::all_finite(v).unwrap()));
+    assert!(t.values().all(|v| foley_models::weights::checked::all_finite(v).unwrap()));
     save(&t, DType::F32, &root.join("ext_weights/best_netG.safetensors"));
     root
 }

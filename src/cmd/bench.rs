@@ -71,7 +71,7 @@ pub struct Report {
     pub model: String,
     pub device: String,
     pub dtype: String,
-    /// How bf16 products ran on the CPU (`avx512-bf16` or `widen`, see foley_models::cpu_bf16); absent otherwise.
+    /// How bf16 products ran on the CPU (`avx512-bf16` or `widen`, see foley_kernels::cpu_bf16); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_bf16_kernel: Option<&'static str>,
     /// The processor (model name, family/model, SIMD extensions).
@@ -187,7 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         device: args.device.clone(),
         dtype: engine_dtype.as_str().to_string(),
         cpu_bf16_kernel: (args.device == "cpu" && engine_dtype == DType::BF16)
-            .then(|| foley_models::cpu_bf16::Kernel::get().name()),
+            .then(|| foley_kernels::cpu_bf16::Kernel::get().name()),
         cpu: sysinfo::cpu_model(),
         threads: sysinfo::threads(),
         duration_s: out.duration_s,

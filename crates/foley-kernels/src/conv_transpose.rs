@@ -115,12 +115,12 @@ impl CustomOp2 for Scatter {
                 z[..cok * n].fill(0.0);
                 // SAFETY: A is cok×ci (row stride ci), xb's columns [t0, t0 + n) of ci rows (stride t), z cok×n
                 unsafe {
-                    crate::conv::gemm_add(
+                    crate::gemm::gemm_add(
                         (cok, n, ci),
                         (z.as_mut_ptr(), n),
                         (a.as_ptr(), ci),
                         (xb.as_ptr().add(t0), t),
-                        crate::conv::gemm_parallelism(),
+                        crate::gemm::gemm_parallelism(),
                     )
                 };
                 // col2im: tap j of input position t0 + s lands on output (t0 + s)·u + j − p

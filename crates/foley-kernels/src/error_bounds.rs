@@ -1,4 +1,4 @@
-//! Test-only: the rounding error a product kernel can make, derived instead of guessed, so that kernel tests hold
+//! For tests: the rounding error a product kernel can make, derived instead of guessed, so that kernel tests hold
 //! each kernel to what its arithmetic allows.
 //!
 //! A sum of `k` products computed in f32 in any order is within `γ_k · Σ|aᵢ·bᵢ|` of the exact sum, with
@@ -10,25 +10,25 @@
 use candle_core::{DType, Tensor};
 
 /// `γ_k` for f32.
-pub(crate) fn gamma(k: usize) -> f64 {
+pub fn gamma(k: usize) -> f64 {
     let ku = k as f64 * 2f64.powi(-24);
     ku / (1.0 - ku)
 }
 
 /// The bound `2·γ_k · magnitude` of two f32 sums of the `k` products whose absolute values sum to `magnitude`
 /// (element by element, e.g. `|x| @ |w|`).
-pub(crate) fn two_sums(k: usize, magnitude: &Tensor) -> Tensor {
+pub fn two_sums(k: usize, magnitude: &Tensor) -> Tensor {
     (magnitude * (2.0 * gamma(k))).expect("scaling a bound")
 }
 
 /// `t` rounded to bf16 (nearest even, as the kernels round f32 operands) and back to f32.
-pub(crate) fn bf16_rounded(t: &Tensor) -> Tensor {
+pub fn bf16_rounded(t: &Tensor) -> Tensor {
     t.to_dtype(DType::BF16).and_then(|t| t.to_dtype(DType::F32)).expect("bf16 rounding")
 }
 
 /// Asserts `|got − want| ≤ bound` element by element (and that nothing is NaN) and returns the largest
 /// `|got − want| / bound`, printed with `what` so that a test's margin can be read.
-pub(crate) fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: &Tensor) -> f32 {
+pub fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: &Tensor) -> f32 {
     assert_eq!(got.dims(), want.dims(), "{what}: shapes");
     let flat = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).expect("values");
     let (g, w, b) = (flat(got), flat(want), flat(&bound.broadcast_as(want.shape()).expect("bound shape").contiguous().expect("contiguous")));
@@ -47,7 +47,7 @@ pub(crate) fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: &Ten
 
 /// max |a − b| over all elements; panics on a shape mismatch and on any NaN or infinity in either tensor (a max
 /// over a tensor passes a NaN over, so it must be refused before).
-pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes");
     let flat = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).expect("values");
     let (a, b) = (flat(a), flat(b));

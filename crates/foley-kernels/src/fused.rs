@@ -1,14 +1,15 @@
-//! CPU fast paths of the MM-DiT's elementwise work, each one parallel pass where candle takes several: the
-//! adaLN `modulate(layer_norm(x))`, the gated residuals `x + y · gate`, SwiGLU's `silu(a) · b`, and the
-//! attention inputs (q, k, v out of the fused projection, q and k RMS-normalised and rotated). candle runs these
-//! as chains of broadcast ops, one new tensor each, and its unary ops and `rms_norm` on one thread; at small_16k
-//! they were about a sixth of a sampler step, mostly on the main thread between the GEMMs.
+//! Fused elementwise passes of a diffusion transformer block on the CPU, each one parallel pass where candle
+//! takes several: the adaLN `modulate(layer_norm(x))`, the gated residuals `x + y · gate`, SwiGLU's
+//! `silu(a) · b`, and the attention inputs (q, k, v out of a fused projection, q and k RMS-normalised and
+//! rotated by pairs). candle runs these as chains of broadcast ops, one new tensor each, and its unary ops and
+//! `rms_norm` on one thread; in the MM-DiT at small_16k they were about a sixth of a sampler step, mostly on the
+//! main thread between the GEMMs.
 //!
 //! Each function returns `None` where it does not apply (another device or dtype, a layout it does not read):
 //! the caller then runs the generic candle ops. Only f32 on the CPU takes these paths; the CPU bf16 mode keeps
 //! its activations in f32, so it does too.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::fast_ops::{exp_f32, simd_dispatch, MulAdd};
@@ -145,9 +146,25 @@ impl CustomOp3 for NormModulate {
 pub fn norm_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
     match try_norm_modulate(x, shift, scale, eps)? {
         Some(y) => Ok(y),
-        None => crate::mmaudio_layers::modulate(&crate::mmaudio_layers::layer_norm(x, eps)?, shift, scale),
+        None => modulate(&layer_norm(x, eps)?, shift, scale),
     }
 }
+
+/// `x * (1 + scale) + shift` (DiT's adaLN modulation), broadcasting over tokens.
+fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// `nn.LayerNorm(dim, elementwise_affine=False)` over the last dimension, computed in f32 (candle's fused
+/// kernel with unit scale and zero shift).
+fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x32 = x.to_dtype(DType::F32)?.contiguous()?;
+    let ones = Tensor::ones(d, DType::F32, x.device())?;
+    let zeros = Tensor::zeros(d, DType::F32, x.device())?;
+    candle_nn::ops::layer_norm(&x32, &ones, &zeros, eps as f32)?.to_dtype(x.dtype())
+}
+
 
 fn try_norm_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Option<Tensor>> {
     if !(cpu_f32(x) && cpu_f32(shift) && cpu_f32(scale)) || x.rank() != 3 || x.elem_count() == 0 {
@@ -398,24 +415,34 @@ pub fn qkv_heads(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, D};
+    use candle_core::Device;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+        Ok(crate::error_bounds::max_abs_diff(a, b))
     }
 
     fn randn(dims: &[usize]) -> Result<Tensor> {
         Tensor::randn(0f32, 1.0, dims, &Device::Cpu)
     }
 
-    /// The generic ops of `mmaudio_layers`, on per-token and broadcast modulations that are views of one
-    /// adaLN output (as the blocks chunk it).
+    /// Consecutive channel pairs of `x` `(B, H, N, d)` rotated by `cos`/`sin` `(N, d/2)`, as candle ops.
+    fn generic_rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let (b, h, n, d) = x.dims4()?;
+        let xf = x.reshape((b, h, n, d / 2, 2))?;
+        let (x0, x1) = (xf.narrow(4, 0, 1)?.squeeze(4)?, xf.narrow(4, 1, 1)?.squeeze(4)?);
+        let o0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+        let o1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
+        Tensor::stack(&[o0, o1], 4)?.reshape((b, h, n, d))
+    }
+
+    /// Against the generic candle ops, on per-token and broadcast modulations that are views of one adaLN output
+    /// (as transformer blocks chunk it).
     #[test]
     fn norm_modulate_and_gated_residual_match_the_generic_ops() -> Result<()> {
         for &(b, n, d, per_token) in &[(2usize, 37usize, 48usize, true), (2, 5, 20, false), (1, 300, 448, true)] {
             let x = randn(&[b, n, d])?.affine(3.0, 0.5)?;
             let m = randn(&[b, if per_token { n } else { 1 }, 3 * d])?.chunk(3, D::Minus1)?;
-            let want = crate::mmaudio_layers::modulate(&crate::mmaudio_layers::layer_norm(&x, 1e-5)?, &m[0], &m[1])?;
+            let want = modulate(&layer_norm(&x, 1e-5)?, &m[0], &m[1])?;
             let got = try_norm_modulate(&x, &m[0], &m[1], 1e-5)?.expect("cpu f32");
             assert!(max_diff(&got, &want)? < 2e-5, "norm_modulate {b} {n} {d}");
 
@@ -441,19 +468,21 @@ mod tests {
         for &(b, n, h, d, rotate) in &[(2usize, 19usize, 3usize, 8usize, true), (1, 7, 2, 64, false), (2, 250, 7, 64, true)] {
             let qkv = randn(&[b, n, 3 * h * d])?;
             let (qn, kn) = ((randn(&[d])? + 1.0)?, (randn(&[d])? + 1.0)?);
-            let rope = crate::mmaudio_layers::Rope::new(n, d, 0.7, &Device::Cpu).map_err(candle_core::Error::wrap)?;
+            // rotation angles of any positions and frequencies
+            let angles = (randn(&[n, d / 2])? * 3.0)?;
+            let (cos, sin) = (angles.cos()?, angles.sin()?);
             let eps = f32::EPSILON;
-            // the generic path, as `SelfAttention::pre_attention` runs it
+            // the generic path: split heads, RMS-normalise, rotate
             let heads = qkv.reshape((b, n, h, d, 3))?;
             let pick = |j: usize| heads.narrow(4, j, 1)?.squeeze(4)?.transpose(1, 2)?.contiguous();
             let mut want_q = candle_nn::ops::rms_norm(&pick(0)?, &qn, eps)?;
             let mut want_k = candle_nn::ops::rms_norm(&pick(1)?, &kn, eps)?;
             if rotate {
-                want_q = rope.apply(&want_q)?;
-                want_k = rope.apply(&want_k)?;
+                want_q = generic_rotate(&want_q, &cos, &sin)?;
+                want_k = generic_rotate(&want_k, &cos, &sin)?;
             }
             let [q, k, v] =
-                qkv_heads(&qkv, h, &qn, &kn, eps, rotate.then_some((&rope.cos, &rope.sin)))?.expect("cpu f32");
+                qkv_heads(&qkv, h, &qn, &kn, eps, rotate.then_some((&cos, &sin)))?.expect("cpu f32");
             assert!(max_diff(&q, &want_q)? < 1e-5, "q {b} {n} {h} {d}");
             assert!(max_diff(&k, &want_k)? < 1e-5, "k {b} {n} {h} {d}");
             assert_eq!(max_diff(&v, &pick(2)?)?, 0.0);

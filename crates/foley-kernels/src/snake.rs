@@ -1,4 +1,4 @@
-//! CPU fast path of [`crate::alias_free::Activation1d`]: the anti-aliased Snake/SnakeBeta (2x polyphase
+//! CPU fast path of the anti-aliased Snake/SnakeBeta activation (BigVGAN's `Activation1d`: 2x polyphase
 //! up-sampling with the 12-tap filter, activation, 12-tap stride-2 low-pass) fused into one pass per row, rows
 //! spread over the cores. Same maths as the tensor path (which serves CUDA/Metal and other dtypes); as a chain
 //! of small tensor ops the activation dominated BigVGAN's CPU time. Checked against the tensor path in the
@@ -9,12 +9,12 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use crate::fast_ops;
 
 /// Filter taps of both resampling filters.
-pub(crate) const TAPS: usize = 12;
+pub const TAPS: usize = 12;
 const HALF: usize = TAPS / 2;
 
 /// The fused op: per channel `alpha` and `1 / (beta + 1e-9)` (already exponentiated), and both filters.
 #[derive(Debug, Clone)]
-pub(crate) struct FusedActivation {
+pub struct FusedActivation {
     pub alpha: Vec<f32>,
     pub inv_beta: Vec<f32>,
     pub up: [f32; TAPS],

@@ -17,7 +17,7 @@ fn thread_cpu_s() -> f64 {
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use foley_models::{bigvgan, vae};
+use foley_models::mmaudio::{bigvgan, vae};
 
 fn random_vb(dev: &Device) -> (VarMap, VarBuilder<'static>) {
     let varmap = VarMap::new();
@@ -33,7 +33,7 @@ fn randomize(varmap: &VarMap, dev: &Device) -> foley_models::Result<()> {
 }
 
 fn main() -> foley_models::Result<()> {
-    foley_models::alloc::tune_for_inference();
+    foley_kernels::alloc::tune_for_inference();
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str).unwrap_or("16k");
     let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8.0);

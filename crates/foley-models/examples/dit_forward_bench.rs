@@ -18,7 +18,7 @@ use candle_nn::{VarBuilder, VarMap};
 use foley_models::mmaudio::{Config, MMAudio};
 
 fn main() -> foley_models::Result<()> {
-    foley_models::alloc::tune_for_inference();
+    foley_kernels::alloc::tune_for_inference();
     let args: Vec<String> = std::env::args().collect();
     let variant = args.get(1).map(String::as_str).unwrap_or("small_16k");
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);

@@ -21,15 +21,15 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use foley_models::bigvgan::{self, BigVGAN};
-use foley_models::clip::{self, ClipModel};
-use foley_models::clip_tokenizer::ClipTokenizer;
+use foley_models::mmaudio::bigvgan::{self, BigVGAN};
+use foley_models::encoders::clip::{self, ClipModel};
+use foley_models::text::clip_tokenizer::ClipTokenizer;
 use foley_models::mmaudio::{self, MMAudio};
-use foley_models::random_weights::RandomWeights;
+use foley_models::weights::random::RandomWeights;
 use foley_models::sampler::FlowMatching;
-use foley_models::sequence::SequenceConfig;
-use foley_models::synchformer::{self, Synchformer};
-use foley_models::vae::{self, VaeDecoder};
+use foley_models::mmaudio::sequence::SequenceConfig;
+use foley_models::encoders::synchformer::{self, Synchformer};
+use foley_models::mmaudio::vae::{self, VaeDecoder};
 
 // Process CPU time and peak memory, read from /proc as `foley bench` reads them.
 #[path = "../../../src/cmd/bench/sysinfo.rs"]
@@ -390,7 +390,7 @@ fn generate(n: &Nets, c: &Configs, seq: &SequenceConfig, (clip_frames, sync_fram
 }
 
 fn main() -> AnyResult<()> {
-    foley_models::alloc::tune_for_inference();
+    foley_kernels::alloc::tune_for_inference();
     let args = parse_args()?;
     let dev = match args.device.as_str() {
         "cuda" => Device::new_cuda(0)?,

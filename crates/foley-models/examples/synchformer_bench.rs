@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use foley_models::synchformer::{Config, Synchformer};
+use foley_models::encoders::synchformer::{Config, Synchformer};
 
 // Process CPU time, read from /proc as `foley bench` reads it.
 #[path = "../../../src/cmd/bench/sysinfo.rs"]
@@ -17,7 +17,7 @@ mod sysinfo;
 use sysinfo::cpu_seconds;
 
 fn main() -> candle_core::Result<()> {
-    foley_models::alloc::tune_for_inference();
+    foley_kernels::alloc::tune_for_inference();
     let mut args = std::env::args().skip(1);
     let segments: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
     let repeats: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);

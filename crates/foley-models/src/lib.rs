@@ -1,39 +1,21 @@
-//! candle ports of the MMAudio family (MM-DiT generator, flow-matching sampler, VAE decoder, BigVGAN vocoders,
-//! CLIP and Synchformer conditioning encoders) and the loading of their official weights.
-//! Knows nothing of videos or ffmpeg: inputs are tensors.
+//! candle ports of foley's model families and the loading of their official weights. Knows nothing of videos or
+//! ffmpeg: inputs are tensors. The CPU kernels the networks call are `foley_kernels`'.
+//!
+//! - [`mmaudio`]: the MMAudio family, one file per network (MM-DiT, its layers, VAE, BigVGAN vocoders, mel and
+//!   latent statistics, the sequence lengths of a duration, the whole generation);
+//! - shared by the families: [`encoders`] (conditioning encoders: CLIP, Synchformer and their frame
+//!   preprocessing), [`text`] (tokenizers), [`weights`] (checkpoint loading, checking, random weights at real
+//!   shapes) and [`sampler`] (the flow-matching Euler sampler with classifier-free guidance, over any
+//!   [`sampler::FlowModel`]).
+//!
+//! A new family is a new folder beside `mmaudio/` plus its variants' manifests in `models/`; no family imports
+//! another.
 
-// Generation side (issue 4): MM-DiT, sampler, VAE decoder, vocoders, weight loading
-pub mod alias_free;
-pub mod alloc;
-pub mod attention_cpu;
-mod alias_free_cpu;
-pub mod bigvgan;
-pub mod checked;
-pub mod conv;
-pub mod conv_transpose;
-pub mod cpu_bf16;
+pub mod encoders;
 pub mod error;
-#[cfg(test)]
-mod error_bounds;
-pub mod generate;
-pub mod linear;
-pub mod mel;
 pub mod mmaudio;
-pub mod mmaudio_layers;
-mod mmaudio_cpu;
-pub mod random_weights;
 pub mod sampler;
-pub mod sequence;
-pub mod vae;
+pub mod text;
 pub mod weights;
 
 pub use error::{Error, Result};
-
-// Conditioning encoders (issue 5)
-pub mod clip;
-pub mod clip_text_clean;
-pub mod clip_tokenizer;
-pub mod fast_ops;
-pub mod preprocess;
-pub mod synchformer;
-pub mod vit_layers;

@@ -11,7 +11,20 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::mmaudio::{Conditions, MMAudio};
+
+/// A network that predicts the flow (velocity) of a latent `x` at time `t` under its conditions: what
+/// [`FlowMatching`] integrates. Each family's generator implements it.
+pub trait FlowModel {
+    /// What the network is conditioned on, for a batch.
+    type Conditions;
+    /// The flow at `x` `(B, ...)` and times `t` `(B,)`.
+    fn predict_flow(&self, x: &Tensor, t: &Tensor, cond: &Self::Conditions) -> Result<Tensor>;
+    /// The batch size of `cond`.
+    fn batch_size(cond: &Self::Conditions) -> Result<usize>;
+    /// `cond` and `uncond` as one batch (cond first), so that a guided step is one forward; `None` where they
+    /// cannot be batched (different token counts).
+    fn cat_conditions(cond: &Self::Conditions, uncond: &Self::Conditions) -> Result<Option<Self::Conditions>>;
+}
 
 /// Progress of one finished Euler step, handed to the caller's callback.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,33 +92,25 @@ impl FlowMatching {
     /// [`MMAudio::empty_conditions`]). `on_step` is called after every step; `cancelled` is checked before
     /// every step and stops with [`Error::Cancelled`].
     #[allow(clippy::too_many_arguments)]
-    pub fn to_data(
+    pub fn to_data<M: FlowModel>(
         &self,
-        net: &MMAudio,
+        net: &M,
         x0: &Tensor,
-        cond: &Conditions,
-        uncond: &Conditions,
+        cond: &M::Conditions,
+        uncond: &M::Conditions,
         cfg_strength: f64,
         on_step: &mut dyn FnMut(Step),
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Tensor> {
         let b = x0.dim(0)?;
-        if cond.batch_size()? != b || uncond.batch_size()? != b {
-            return Err(Error::BadInput(format!(
-                "noise batch {b}, conditions {} / {}",
-                cond.batch_size()?,
-                uncond.batch_size()?
-            )));
+        let (bc, bu) = (M::batch_size(cond)?, M::batch_size(uncond)?);
+        if bc != b || bu != b {
+            return Err(Error::BadInput(format!("noise batch {b}, conditions {bc} / {bu}")));
         }
         let guided = cfg_strength >= 1.0;
-        // One batch of 2B when both branches have the same token counts (always, with CLIP's 77 text tokens) and
-        // `batch_cfg` is set; otherwise the two branches run as two forwards, as the reference does.
-        let same_shapes = cond.clip_f.dims() == uncond.clip_f.dims() && cond.text_f.dims() == uncond.text_f.dims();
-        let both = if guided && same_shapes && self.batch_cfg {
-            Some(Conditions::cat(cond, uncond)?)
-        } else {
-            None
-        };
+        // One batch of 2B where the model can batch both branches and `batch_cfg` is set; otherwise the two
+        // branches run as two forwards, as the reference does.
+        let both = if guided && self.batch_cfg { M::cat_conditions(cond, uncond)? } else { None };
         let ts = self.timesteps();
         let mut x = x0.clone();
         for i in 0..self.num_steps {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use foley_models::weights::{check_manifest, Manifest};
-use foley_models::{clip, synchformer};
+use foley_models::encoders::{clip, synchformer};
 
 fn manifest(name: &str) -> Manifest {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/manifests").join(format!("{name}.json"));

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use foley_models::weights::{check_manifest, Manifest, ManifestReport};
-use foley_models::{bigvgan, mmaudio, vae};
+use foley_models::mmaudio::{self, bigvgan, vae};
 
 /// The reference commit the manifests (and fixtures) are generated from.
 const REFERENCE_COMMIT: &str = "974010a026c731054592d8f777218bd9d85a6c24";

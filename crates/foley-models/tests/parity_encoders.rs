@@ -5,8 +5,9 @@
 mod common;
 
 use candle_core::{DType, Tensor};
-use foley_models::clip_tokenizer::ClipTokenizer;
-use foley_models::{clip, preprocess, synchformer, weights};
+use foley_models::text::clip_tokenizer::ClipTokenizer;
+use foley_models::encoders::{clip, preprocess, synchformer};
+use foley_models::weights;
 
 #[test]
 fn clip_tokenizer_ids_match_open_clip() {

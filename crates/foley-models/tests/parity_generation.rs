@@ -186,11 +186,11 @@ fn latent_normalization_matches_reference() {
         let n = name(&f);
         let (mean, std) = (&f.weight("latent_mean"), &f.weight("latent_std"));
         let x = f.input("latent");
-        let latent = foley_models::mel::LatentStats::new(mean.clone(), std.clone()).unwrap();
+        let latent = foley_models::mmaudio::mel::LatentStats::new(mean.clone(), std.clone()).unwrap();
         f.check(&format!("{n} latent normalize"), &latent.normalize(x).unwrap(), "normalized", f.tolerance());
         f.check(&format!("{n} latent unnormalize"), &latent.unnormalize(x).unwrap(), "unnormalized", f.tolerance());
         for mode in ["16k", "44k"] {
-            let stats = foley_models::mel::MelStats::new(
+            let stats = foley_models::mmaudio::mel::MelStats::new(
                 f.weight(&format!("vae_{mode}.data_mean")),
                 f.weight(&format!("vae_{mode}.data_std")),
             )
@@ -216,7 +216,7 @@ fn latent_normalization_matches_reference() {
 
 #[test]
 fn vae_decoder_matches_reference() {
-    use foley_models::vae::{Config, VaeDecoder};
+    use foley_models::mmaudio::vae::{Config, VaeDecoder};
     for f in found("vae_decoder") {
         let n = name(&f);
         let cfg: Config = f.config();
@@ -226,7 +226,7 @@ fn vae_decoder_matches_reference() {
         f.check(&format!("{n} decoder (normalised mel)"), &got, "mel_normalized", f.tolerance());
         f.check(&format!("{n} decode (mel)"), &vae.decode(z).unwrap(), "mel", f.tolerance());
         if let Some(mel_in) = f.inputs.get("mel_in") {
-            let enc = common::build(|| foley_models::vae::VaeEncoder::new(f.vb(), &cfg)).unwrap();
+            let enc = common::build(|| foley_models::mmaudio::vae::VaeEncoder::new(f.vb(), &cfg)).unwrap();
             let (mean, logvar) = enc.encode(mel_in).unwrap();
             f.check(&format!("{n} encode mean"), &mean, "enc_mean", f.tolerance());
             f.check(&format!("{n} encode logvar"), &logvar, "enc_logvar", f.tolerance());
@@ -236,7 +236,7 @@ fn vae_decoder_matches_reference() {
 
 #[test]
 fn bigvgan_matches_reference() {
-    use foley_models::bigvgan::{BigVGAN, Config};
+    use foley_models::mmaudio::bigvgan::{BigVGAN, Config};
     for f in found("bigvgan") {
         let n = format!(
             "{} ({} keys)",
@@ -252,7 +252,7 @@ fn bigvgan_matches_reference() {
 
 #[test]
 fn latent_to_waveform_chain_matches_reference() {
-    use foley_models::{bigvgan, mel::LatentStats, vae};
+    use foley_models::mmaudio::{bigvgan, mel::LatentStats, vae};
     for f in found("chain") {
         let n = name(&f);
         let vae_cfg: vae::Config = serde_json::from_value(f.meta["config"]["vae"].clone()).unwrap();
@@ -271,8 +271,8 @@ fn latent_to_waveform_chain_matches_reference() {
 
 #[test]
 fn generate_matches_reference() {
-    use foley_models::generate::{Features, Generator};
-    use foley_models::{bigvgan, vae};
+    use foley_models::mmaudio::generate::{Features, Generator};
+    use foley_models::mmaudio::{bigvgan, vae};
     for f in found("generate") {
         let n = name(&f);
         let c = &f.meta["config"];
@@ -333,7 +333,7 @@ fn generate_matches_reference() {
 #[test]
 fn half_precision_paths_run_and_stay_close() {
     use candle_core::DType;
-    use foley_models::bigvgan::{BigVGAN, Config};
+    use foley_models::mmaudio::bigvgan::{BigVGAN, Config};
     for f in common::fixtures_unchecked("mmaudio").into_iter().take(1) {
         let cfg: DitConfig = f.config();
         let vb = f.vb().set_dtype(DType::BF16);
@@ -370,8 +370,8 @@ fn half_precision_paths_run_and_stay_close() {
 fn tiny_test_chain_generates_the_right_length() {
     use candle_core::{DType, Tensor};
     use candle_nn::{VarBuilder, VarMap};
-    use foley_models::generate::{Features, Generator};
-    use foley_models::{bigvgan, sequence::SequenceConfig, vae};
+    use foley_models::mmaudio::generate::{Features, Generator};
+    use foley_models::mmaudio::{bigvgan, sequence::SequenceConfig, vae};
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);

@@ -79,7 +79,7 @@ fn mmaudio_from_pth_and_converted_safetensors() {
 
 #[test]
 fn bigvgan_from_nested_pth_and_converted_safetensors() {
-    use foley_models::bigvgan::{BigVGAN, Config};
+    use foley_models::mmaudio::bigvgan::{BigVGAN, Config};
     for (f, pth) in with_checkpoint("bigvgan") {
         check_same_tensors(&f, &pth);
         let dir = scratch_dir("bigvgan");

@@ -5,7 +5,7 @@
 use foley_pipeline::{CancelToken, Engine, FoleyEngine, ModelSpec, Request};
 
 fn main() -> anyhow::Result<()> {
-    foley_models::alloc::tune_for_inference();
+    foley_kernels::alloc::tune_for_inference();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let (model, video) = match (args.first(), args.get(1)) {

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use foley_models::{bigvgan, clip, mmaudio, synchformer, vae};
+use foley_models::encoders::{clip, synchformer};
+use foley_models::mmaudio::{self, bigvgan, vae};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
@@ -188,11 +189,11 @@ impl ModelSpec {
     }
 
     /// The sequence config of this mode at `duration` seconds.
-    pub fn sequence(&self, duration: f64) -> foley_models::sequence::SequenceConfig {
+    pub fn sequence(&self, duration: f64) -> foley_models::mmaudio::sequence::SequenceConfig {
         if self.mode == "16k" {
-            foley_models::sequence::SequenceConfig::mode_16k(duration)
+            foley_models::mmaudio::sequence::SequenceConfig::mode_16k(duration)
         } else {
-            foley_models::sequence::SequenceConfig::mode_44k(duration)
+            foley_models::mmaudio::sequence::SequenceConfig::mode_44k(duration)
         }
     }
 

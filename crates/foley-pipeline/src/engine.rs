@@ -6,16 +6,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use foley_models::bigvgan::BigVGAN;
-use foley_models::clip::ClipModel;
-use foley_models::clip_tokenizer::ClipTokenizer;
+use foley_models::mmaudio::bigvgan::BigVGAN;
+use foley_models::encoders::clip::ClipModel;
+use foley_models::text::clip_tokenizer::ClipTokenizer;
 use foley_models::mmaudio::MMAudio;
 use foley_models::sampler::{FlowMatching, Step};
-use foley_models::sequence::SequenceConfig;
-use foley_models::synchformer::Synchformer;
-use foley_models::vae::VaeDecoder;
+use foley_models::mmaudio::sequence::SequenceConfig;
+use foley_models::encoders::synchformer::Synchformer;
+use foley_models::mmaudio::vae::VaeDecoder;
 use candle_nn::VarBuilder;
-use foley_models::checked::CheckedFile;
+use foley_models::weights::checked::CheckedFile;
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
@@ -135,7 +135,7 @@ impl FoleyEngine {
     /// [`Self::load_as`] looking for the checkpoints in `weights_dir` first (`--weights-dir`; see
     /// [`crate::fetch::locate_role`]). Whatever the files store (f32, f16, bf16; `.pth` or safetensors) is
     /// converted to the engine's dtype; a file with missing, unexpected or misshapen keys or non-finite values is
-    /// refused with a sentence naming it (see [`foley_models::checked`]).
+    /// refused with a sentence naming it (see [`foley_models::weights::checked`]).
     pub fn load_from(
         spec: ModelSpec,
         device: Device,
@@ -160,7 +160,7 @@ impl FoleyEngine {
     }
 
     /// The networks' dtype on `device`: f32 on the CPU unless bf16 is asked (weights held in bf16, products
-    /// accumulated in f32: see [`foley_models::cpu_bf16`]), bf16 on accelerators unless asked otherwise.
+    /// accumulated in f32: see [`foley_kernels::cpu_bf16`]), bf16 on accelerators unless asked otherwise.
     pub fn dtype_for(device: &Device, asked: Option<DType>) -> Result<DType, PipelineError> {
         match (device.is_cpu(), asked) {
             (true, None | Some(DType::F32)) => Ok(DType::F32),
@@ -190,11 +190,11 @@ impl FoleyEngine {
         let cfgs = spec.configs()?;
         let t = Instant::now();
         let dev = &device;
-        // bf16 on the CPU: f32 networks whose GEMM weights are held in bf16 (foley_models::cpu_bf16)
+        // bf16 on the CPU: f32 networks whose GEMM weights are held in bf16 (foley_kernels::cpu_bf16)
         let cpu_bf16 = device.is_cpu() && dtype == DType::BF16;
         let compute = if cpu_bf16 { DType::F32 } else { dtype };
         if cpu_bf16 {
-            tracing::info!(kernel = foley_models::cpu_bf16::Kernel::get().name(), "CPU bf16: weights held in bf16");
+            tracing::info!(kernel = foley_kernels::cpu_bf16::Kernel::get().name(), "CPU bf16: weights held in bf16");
         }
         let networks = || -> Result<_, PipelineError> {
             Ok((
@@ -205,7 +205,7 @@ impl FoleyEngine {
             ))
         };
         let (net, vae, clip, sync) = match cpu_bf16 {
-            true => foley_models::cpu_bf16::with_bf16_weights(networks)?,
+            true => foley_kernels::cpu_bf16::with_bf16_weights(networks)?,
             false => networks()?,
         };
         // the vocoder runs in f32 (as the reference's bf16 path upcasts the mel)
@@ -342,7 +342,7 @@ impl FoleyEngine {
 
     /// Refuses a stage's output holding NaN or ±inf, naming the stage (never handed on to mixing and FFmpeg).
     fn finite(&self, t: &Tensor, stage: Stage, dtype: DType) -> Result<(), PipelineError> {
-        match foley_models::checked::all_finite(t).map_err(internal)? {
+        match foley_models::weights::checked::all_finite(t).map_err(internal)? {
             true => Ok(()),
             false => Err(PipelineError::NonFinite { stage, dtype: dtype.as_str().into() }),
         }

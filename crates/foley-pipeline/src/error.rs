@@ -20,7 +20,7 @@ pub enum PipelineError {
     /// in a reduced dtype); caught before anything is mixed or encoded.
     #[error("the {} stage produced non-finite values (NaN or inf) in its {} running in {dtype}: the model's \
              weights are bad or overflow in this precision", stage.name(), stage_output(*stage))]
-    NonFinite { stage: crate::request::Stage, dtype: String },
+    NonFinite { stage: crate::stage::Stage, dtype: String },
     /// Anything else: a bug or an environment problem, not the user's fault.
     #[error("{0}")]
     Internal(String),
@@ -46,8 +46,8 @@ impl From<MediaError> for PipelineError {
 }
 
 /// What a generation stage hands on, for [`PipelineError::NonFinite`].
-fn stage_output(stage: crate::request::Stage) -> &'static str {
-    use crate::request::Stage;
+fn stage_output(stage: crate::stage::Stage) -> &'static str {
+    use crate::stage::Stage;
     match stage {
         Stage::Sampling => "latents",
         Stage::Vae => "mel spectrogram",

@@ -4,7 +4,7 @@
 //! frames. Sequence lengths then follow from that duration (`SequenceConfig`).
 //!
 //! Frames are decoded at their display size and resized with the bit-exact port of torchvision's uint8 bicubic
-//! resize (`foley_models::preprocess`) when they are small enough to hold in memory at that size
+//! resize (`foley_models::encoders::preprocess`) when they are small enough to hold in memory at that size
 //! (≤ [`NATIVE_MAX_PIXELS`]); larger videos are scaled by ffmpeg's swscale straight to the model sizes
 //! (bicubic; close to, but not bit-identical with, the reference's resize).
 
@@ -12,7 +12,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use foley_media::{sample_frames_multi, Frames, Resize, SampleSpec, VideoInfo};
-use foley_models::preprocess;
+use foley_models::encoders::preprocess;
 
 use crate::error::PipelineError;
 

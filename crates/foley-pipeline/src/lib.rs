@@ -15,6 +15,7 @@ pub mod random_weights;
 pub mod request;
 mod run;
 pub mod settings;
+pub mod stage;
 pub mod window;
 
 use std::sync::Arc;
@@ -24,8 +25,9 @@ pub use engine::FoleyEngine;
 pub use error::PipelineError;
 pub use license::{BundleLicenses, Commercial, FileLicense, License};
 pub use request::{
-    CancelToken, Engine, Output, OutputFormat, Progress, ProgressFn, Request, Stage, StageTiming, MAX_PROMPT_CHARS,
+    CancelToken, Engine, Output, OutputFormat, Progress, ProgressFn, Request, StageTiming, MAX_PROMPT_CHARS,
 };
+pub use stage::Stage;
 pub use settings::Settings;
 
 /// The device generation runs on: the first CUDA GPU when foley was built with `--features cuda` and one is

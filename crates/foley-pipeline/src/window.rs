@@ -68,7 +68,7 @@ pub fn slice_features(clip: &Tensor, sync: &Tensor, w: &Window, duration: f64) -
     if w.start == 0.0 && (w.end - duration).abs() < 1e-9 {
         return Ok((clip.clone(), sync.clone()));
     }
-    let seq = foley_models::sequence::SequenceConfig::mode_16k(w.duration());
+    let seq = foley_models::mmaudio::sequence::SequenceConfig::mode_16k(w.duration());
     let (n_clip, n_sync) = (seq.clip_seq_len(), seq.sync_seq_len());
     let c0 = ((w.start * 8.0).round() as usize).min(clip.dim(1)?.saturating_sub(n_clip));
     let s0 = (((w.start / SYNC_SEGMENT_S).round() as usize) * 8).min(sync.dim(1)?.saturating_sub(n_sync));

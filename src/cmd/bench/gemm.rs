@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use foley_models::cpu_bf16::peak::{gemm_gflops, lhs_pack_ms, peak_gflops, GemmKind, Peak};
+use foley_kernels::cpu_bf16::peak::{gemm_gflops, lhs_pack_ms, peak_gflops, GemmKind, Peak};
 use serde::Serialize;
 
 /// Shapes `(name, m, n, k)`: activations m×k times weight k×n. CLIP ViT-H/14-384 on 4 frames (577 tokens each),

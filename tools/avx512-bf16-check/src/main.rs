@@ -1,11 +1,11 @@
-//! Runs foley's blocked bf16 GEMM (`crates/foley-models/src/cpu_bf16/{blocked,lanes}.rs`, included as they are)
+//! Runs foley's blocked bf16 GEMM (`crates/foley-kernels/src/cpu_bf16/{blocked,lanes}.rs`, included as they are)
 //! with the real VDPBF16PS instruction and with its plain-Rust emulation on the same operands, and checks both
 //! against the f64 product of the bf16-rounded operands. Exit 0: the instruction-level kernel agrees; 1: it does
 //! not; 2: the processor lacks AVX512-BF16. Built static and run under `scripts/emulate-avx512` where the machine
 //! has no AVX-512 (`scripts/check-avx512-bf16`).
 
 #[allow(dead_code)]
-#[path = "../../../crates/foley-models/src/cpu_bf16"]
+#[path = "../../../crates/foley-kernels/src/cpu_bf16"]
 mod cpu_bf16 {
     pub mod blocked;
     pub mod lanes;

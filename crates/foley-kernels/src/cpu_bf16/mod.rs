@@ -257,7 +257,7 @@ unsafe fn widen_gemm_add((m, n, k): (usize, usize, usize), dst: (*mut f32, usize
     let (mut lbuf, mut rbuf) = (Vec::new(), Vec::new());
     let (l, l_rs) = as_f32(lhs, m, k, &mut lbuf);
     let (r, r_rs) = as_f32(rhs, k, n, &mut rbuf);
-    crate::conv::gemm_add((m, n, k), dst, (l, l_rs), (r, r_rs), crate::conv::gemm_parallelism());
+    crate::gemm::gemm_add((m, n, k), dst, (l, l_rs), (r, r_rs), crate::gemm::gemm_parallelism());
 }
 
 /// A GEMM weight `(k, n)` held in bf16 the way this process's [`Kernel`] reads it: a bf16 tensor that

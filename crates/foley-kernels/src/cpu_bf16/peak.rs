@@ -168,7 +168,7 @@ pub fn gemm_gflops(kind: GemmKind, (m, n, k): (usize, usize, usize), reps: usize
             let lhs = Operand::F32(x.as_ptr(), k);
             match kind {
                 GemmKind::F32 => {
-                    crate::conv::gemm_add((m, n, k), out, (x.as_ptr(), k), (wf.as_ptr(), n), crate::conv::gemm_parallelism())
+                    crate::gemm::gemm_add((m, n, k), out, (x.as_ptr(), k), (wf.as_ptr(), n), crate::gemm::gemm_parallelism())
                 }
                 GemmKind::Bf16Widen => widen_gemm_add((m, n, k), out, lhs, Operand::Bf16(wh.as_ptr(), n)),
                 GemmKind::Bf16Avx512 => {

@@ -11,7 +11,7 @@
 //! every device: cuBLAS is kept from TF32 (`set_gemm_reduced_precision_f32(false)`, asserted). The half dtypes
 //! are compared with the same f32 reference outputs, within a bound relative to the output's scale (below).
 //!
-//! bf16 on the CPU is foley's CPU bf16 path (`foley_models::cpu_bf16`): networks built through [`build`] hold their
+//! bf16 on the CPU is foley's CPU bf16 path (`foley_kernels::cpu_bf16`): networks built through [`build`] hold their
 //! GEMM weights in bf16 and compute in f32. Its bound, output by output ([`Fixture::check`]), is the reference's own
 //! bf16 error on that output (`reference_bf16` in the fixture's meta.json, written by `scripts/gen_parity.py
 //! --bf16-errors`: MMAudio run in bf16 as `demo.py` runs it, compared with its f32 output): foley in bf16 must be at
@@ -78,9 +78,9 @@ pub fn compute_dtype() -> DType {
 }
 
 /// Builds a network as the engine does in the test dtype: on the CPU in bf16, inside
-/// `foley_models::cpu_bf16::with_bf16_weights`.
+/// `foley_kernels::cpu_bf16::with_bf16_weights`.
 pub fn build<T>(f: impl FnOnce() -> T) -> T {
-    if cpu_bf16() { foley_models::cpu_bf16::with_bf16_weights(f) } else { f() }
+    if cpu_bf16() { foley_kernels::cpu_bf16::with_bf16_weights(f) } else { f() }
 }
 
 /// `t` on the test device; f32/f16/bf16 tensors in the [`compute_dtype`] (f64 and integers as they are).

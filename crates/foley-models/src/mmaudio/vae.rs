@@ -13,9 +13,9 @@ use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::conv::{ChannelAxis, Conv1d};
+use foley_kernels::conv::{ChannelAxis, Conv1d};
 use crate::error::{Error, Result};
-use crate::mel::MelStats;
+use crate::mmaudio::mel::MelStats;
 
 const NORM_EPS: f64 = 1e-4;
 /// `mp_sum(a, b, t=0.3)` divisor `sqrt((1-t)^2 + t^2)`.

@@ -2,10 +2,14 @@
 //! state dict such as `{'generator': ...}`) or safetensors (memory-mapped); a one-time `.pth → .safetensors`
 //! conversion; weight-norm folding; and key/shape manifests of the real checkpoints
 //! (`models/manifests/*.json`, written by `scripts/gen_parity.py`) with a check that a network requests
-//! exactly the manifest's tensors.
+//! exactly the manifest's tensors. [`checked`]: files verified by size and hash as they are opened; [`random`]:
+//! random weights at a variant's real shapes (benchmarks).
 //!
 //! Checkpoints are kept as the reference stores them; load-time transforms (VAE EDM2 normalisation, BigVGAN
 //! weight norm) are applied by the network constructors, so `.pth` and converted safetensors load alike.
+
+pub mod checked;
+pub mod random;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

@@ -14,7 +14,7 @@
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
-use crate::vit_layers::{l2_normalize, layer_norm, Activation, Mlp, MultiheadAttention, PatchEmbed};
+use crate::encoders::vit_layers::{l2_normalize, layer_norm, Activation, Mlp, MultiheadAttention, PatchEmbed};
 
 /// open_clip's `LayerNorm` eps (torch default).
 const LN_EPS: f64 = 1e-5;

@@ -16,8 +16,8 @@
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use crate::linear::{self, Linear};
-use crate::vit_layers::{attention, layer_norm, merge_heads, split_qkv, Activation, Mlp, PatchEmbed};
+use foley_kernels::linear::{self, Linear};
+use crate::encoders::vit_layers::{attention, layer_norm, merge_heads, split_qkv, Activation, Mlp, PatchEmbed};
 
 /// Synchformer visual-encoder hyper-parameters (MotionFormer's `divided_224_16x4.yaml` as MMAudio patches it).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]

@@ -6,10 +6,10 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::conv::{self, ChannelAxis};
+use foley_kernels::conv::{self, ChannelAxis};
 use crate::error::Result;
-use crate::linear::{self, Linear};
-use crate::{fast_ops, mmaudio_cpu};
+use foley_kernels::linear::{self, Linear};
+use foley_kernels::{fast_ops, fused};
 
 /// torch's `nn.SELU` constants.
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
@@ -20,23 +20,8 @@ pub(crate) fn selu(x: &Tensor) -> candle_core::Result<Tensor> {
     (x.maximum(0f64)? + neg)? * SELU_SCALE
 }
 
-/// `x * (1 + scale) + shift` (DiT's adaLN modulation), broadcasting over tokens.
-pub(crate) fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
-    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
-}
-
-/// `nn.LayerNorm(dim, elementwise_affine=False)` over the last dimension, computed in f32 (candle's fused
-/// kernel with unit scale and zero shift).
-pub(crate) fn layer_norm(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x32 = x.to_dtype(DType::F32)?.contiguous()?;
-    let ones = Tensor::ones(d, DType::F32, x.device())?;
-    let zeros = Tensor::zeros(d, DType::F32, x.device())?;
-    candle_nn::ops::layer_norm(&x32, &ones, &zeros, eps as f32)?.to_dtype(x.dtype())
-}
-
 /// `ChannelLastConv1d`: a Conv1d applied to `(B, N, C)` tensors (the reference transposes around it; here
-/// the convolution reads the token layout directly, see [`crate::conv`]).
+/// the convolution reads the token layout directly, see [`foley_kernels::conv`]).
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelLastConv1d(conv::Conv1d);
 
@@ -91,8 +76,8 @@ impl SwiGlu {
 impl Module for SwiGlu {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Linear(w1, w2, w3) => w2.forward(&mmaudio_cpu::silu_mul(w1.forward(x)?, &w3.forward(x)?)?),
-            Self::Conv(w1, w2, w3) => w2.forward(&mmaudio_cpu::silu_mul(w1.forward(x)?, &w3.forward(x)?)?),
+            Self::Linear(w1, w2, w3) => w2.forward(&fused::silu_mul(w1.forward(x)?, &w3.forward(x)?)?),
+            Self::Conv(w1, w2, w3) => w2.forward(&fused::silu_mul(w1.forward(x)?, &w3.forward(x)?)?),
         }
     }
 }
@@ -179,12 +164,12 @@ impl Rope {
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
     let (b, h, n, d) = q.dims4()?;
     let scale = 1.0 / (d as f64).sqrt();
-    if let Some(out) = crate::attention_cpu::attention(q, k, v, scale, None)? {
+    if let Some(out) = foley_kernels::attention::attention(q, k, v, scale, None)? {
         return Ok(out);
     }
-    // the 1/sqrt(d) scale on q (N×d) rather than on the N×N scores; softmax in place on CPU (crate::fast_ops)
+    // the 1/sqrt(d) scale on q (N×d) rather than on the N×N scores; softmax in place on CPU (foley_kernels::fast_ops)
     let q = (q * scale)?;
-    let att = crate::fast_ops::softmax_last_dim(q.matmul(&k.t()?)?)?;
+    let att = foley_kernels::fast_ops::softmax_last_dim(q.matmul(&k.t()?)?)?;
     att.matmul(v)?.transpose(1, 2)?.reshape((b, n, h * d))
 }
 
@@ -221,7 +206,7 @@ impl SelfAttention {
             _ => f32::EPSILON,
         };
         let rope = rot.map(|r| (&r.cos, &r.sin));
-        if let Some(heads) = mmaudio_cpu::qkv_heads(&qkv, self.heads, &self.q_norm, &self.k_norm, eps, rope)? {
+        if let Some(heads) = fused::qkv_heads(&qkv, self.heads, &self.q_norm, &self.k_norm, eps, rope)? {
             return Ok(heads);
         }
         let qkv = qkv.reshape((b, n, self.heads, hd, 3))?;
@@ -307,7 +292,7 @@ impl SingleBlock {
     ) -> candle_core::Result<([Tensor; 3], PostMod)> {
         let m = self.ada_ln.forward(&fast_ops::silu(c)?)?;
         let parts = m.chunk(if self.post.is_some() { 6 } else { 2 }, D::Minus1)?;
-        let x = mmaudio_cpu::norm_modulate(x, &parts[0], &parts[1], 1e-5)?;
+        let x = fused::norm_modulate(x, &parts[0], &parts[1], 1e-5)?;
         let qkv = self.attn.pre_attention(&x, rot)?;
         let post = if self.post.is_some() {
             Some([parts[2].clone(), parts[3].clone(), parts[4].clone(), parts[5].clone()])
@@ -321,9 +306,9 @@ impl SingleBlock {
         let (Some((linear1, ffn)), Some([gate_msa, shift_mlp, scale_mlp, gate_mlp])) = (&self.post, m) else {
             return Ok(x.clone());
         };
-        let x = mmaudio_cpu::gated_residual(x, linear1.forward(attn_out)?, gate_msa)?;
-        let r = mmaudio_cpu::norm_modulate(&x, shift_mlp, scale_mlp, 1e-5)?;
-        mmaudio_cpu::gated_residual(&x, ffn.forward(&r)?, gate_mlp)
+        let x = fused::gated_residual(x, linear1.forward(attn_out)?, gate_msa)?;
+        let r = fused::norm_modulate(&x, shift_mlp, scale_mlp, 1e-5)?;
+        fused::gated_residual(&x, ffn.forward(&r)?, gate_mlp)
     }
 
     pub fn forward(&self, x: &Tensor, c: &Tensor, rot: Option<&Rope>) -> candle_core::Result<Tensor> {
@@ -397,6 +382,6 @@ impl FinalBlock {
 
     pub fn forward(&self, latent: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
         let m = self.ada_ln.forward(&fast_ops::silu(c)?)?.chunk(2, D::Minus1)?;
-        self.conv.forward(&mmaudio_cpu::norm_modulate(latent, &m[0], &m[1], 1e-5)?)
+        self.conv.forward(&fused::norm_modulate(latent, &m[0], &m[1], 1e-5)?)
     }
 }

@@ -8,16 +8,16 @@
 //! [audio; clip; text] together (the last one only feeds the audio stream), then `fused_depth` audio-only blocks
 //! follow. RoPE is applied to the audio latents and an *aligned* RoPE, stretched by `latent_len / clip_len`,
 //! to the clip tokens. Learned empty features stand in for missing conditions (classifier-free guidance).
-//! All sequence lengths come from the inputs, so any duration works (see [`crate::sequence`]).
+//! All sequence lengths come from the inputs, so any duration works (see [`crate::mmaudio::sequence`]).
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::linear::{self, Linear};
+use foley_kernels::linear::{self, Linear};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::mmaudio_layers::{
+use crate::mmaudio::layers::{
     selu, ChannelLastConv1d, FinalBlock, JointBlock, Rope, SingleBlock, SwiGlu, TimestepEmbedder,
 };
 
@@ -227,12 +227,12 @@ impl MMAudio {
         } else {
             (Act::Selu, Act::None, "1")
         };
-        // CPU bf16 (crate::cpu_bf16) keeps f32 weights where they cost next to nothing: the layers at the
+        // CPU bf16 (foley_kernels::cpu_bf16) keeps f32 weights where they cost next to nothing: the layers at the
         // network's edges, whose other side is the `latent_dim` channels of the sampler's state (the input
         // projection's first convolution, the final layer), and the once-per-step global conditioning (timestep
         // embedder, global MLP: one row per batch item). Their rounding would reach every output token; together
         // they are under 1 % of a step's work.
-        use crate::cpu_bf16::with_f32_weights as f32_weights;
+        use foley_kernels::cpu_bf16::with_f32_weights as f32_weights;
         let conv_proj = |i: usize, k_mlp: usize, vb: VarBuilder| -> Result<InputProj> {
             Ok(InputProj {
                 first: First::Conv(f32_weights(|| ChannelLastConv1d::new(i, h, 7, 3, true, vb.pp("0")))?),
@@ -242,7 +242,7 @@ impl MMAudio {
         };
         // the conditioning projections run once per generation, not per step: f32 weights even in CPU bf16
         let (clip_input_proj, text_input_proj, sync_input_proj, clip_cond_proj, text_cond_proj) =
-            crate::cpu_bf16::with_f32_weights(|| -> Result<_> {
+            foley_kernels::cpu_bf16::with_f32_weights(|| -> Result<_> {
                 Ok((
                     InputProj {
                         first: First::Linear(linear::linear(cfg.clip_dim, h, vb.pp("clip_input_proj.0"))?),
@@ -508,5 +508,23 @@ impl MMAudio {
 
     pub fn latent_dim(&self) -> usize {
         self.cfg.latent_dim
+    }
+}
+
+impl crate::sampler::FlowModel for MMAudio {
+    type Conditions = Conditions;
+
+    fn predict_flow(&self, x: &Tensor, t: &Tensor, cond: &Conditions) -> Result<Tensor> {
+        MMAudio::predict_flow(self, x, t, cond)
+    }
+
+    fn batch_size(cond: &Conditions) -> Result<usize> {
+        cond.batch_size()
+    }
+
+    /// Batched where both branches have the same token counts (always, with CLIP's 77 text tokens).
+    fn cat_conditions(cond: &Conditions, uncond: &Conditions) -> Result<Option<Conditions>> {
+        let same = cond.clip_f.dims() == uncond.clip_f.dims() && cond.text_f.dims() == uncond.text_f.dims();
+        if same { Conditions::cat(cond, uncond).map(Some) } else { Ok(None) }
     }
 }

@@ -6,11 +6,11 @@
 
 use candle_core::Tensor;
 
-use crate::bigvgan::BigVGAN;
+use crate::mmaudio::bigvgan::BigVGAN;
 use crate::error::{Error, Result};
 use crate::mmaudio::MMAudio;
 use crate::sampler::{FlowMatching, Step};
-use crate::vae::VaeDecoder;
+use crate::mmaudio::vae::VaeDecoder;
 
 /// Conditioning features of one batch; `None` stands for "absent" (the learned empty features are used).
 #[derive(Debug, Clone, Default)]

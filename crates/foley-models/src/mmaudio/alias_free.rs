@@ -10,7 +10,7 @@
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::alias_free_cpu::{FusedActivation, TAPS};
+use foley_kernels::snake::{FusedActivation, TAPS};
 use crate::error::Result;
 
 const NO_DIV_BY_ZERO: f64 = 1e-9;
@@ -143,7 +143,7 @@ impl Module for DownSample1d {
 }
 
 /// `Activation1d`: up-sample, activate, down-sample. On CPU (f32) the three run fused in one pass
-/// ([`crate::alias_free_cpu`]); elsewhere as tensor ops.
+/// ([`foley_kernels::snake`]); elsewhere as tensor ops.
 #[derive(Debug, Clone)]
 pub struct Activation1d {
     up: UpSample1d,
@@ -211,14 +211,14 @@ mod tests {
         let act = Activation1d::new(c, true, true, vb)?;
         for t in [1, 2, 3, 50] {
             let x = Tensor::randn(0f32, 2.0, (3, c, t), &dev)?;
-            let err = crate::error_bounds::max_abs_diff(&act.forward(&x)?, &act.forward_unfused(&x)?);
+            let err = foley_kernels::error_bounds::max_abs_diff(&act.forward(&x)?, &act.forward_unfused(&x)?);
             assert!(err < 1e-5, "T={t}: {err}");
         }
         // amplitudes past the vectorised sine's range (|α u| > 8192) take libm's, relative to the output scale
         let x = (Tensor::randn(0f32, 2.0, (2, c, 40), &dev)? * 5000.0)?;
         let want = act.forward_unfused(&x)?;
-        let scale = crate::error_bounds::max_abs_diff(&want, &want.zeros_like()?);
-        let err = crate::error_bounds::max_abs_diff(&act.forward(&x)?, &want);
+        let scale = foley_kernels::error_bounds::max_abs_diff(&want, &want.zeros_like()?);
+        let err = foley_kernels::error_bounds::max_abs_diff(&act.forward(&x)?, &want);
         assert!(scale > 8192.0 && err <= 1e-6 * scale, "large amplitudes: {err} of {scale}");
         Ok(())
     }
@@ -232,7 +232,7 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, (2, 3, t), &dev)?;
             let a = up.forward_polyphase(&x)?;
             let b = up.forward_transposed(&x)?;
-            let err = crate::error_bounds::max_abs_diff(&a, &b);
+            let err = foley_kernels::error_bounds::max_abs_diff(&a, &b);
             assert!(err < 1e-5, "T={t}: {err}");
         }
         Ok(())

@@ -5,8 +5,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use crate::fast_ops;
-use crate::linear::{self, Linear};
+use foley_kernels::fast_ops;
+use foley_kernels::linear::{self, Linear};
 
 /// Activation of an MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -33,7 +33,7 @@ pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 }
 
 /// `softmax(q k^T) v` over `[..., L, d]` tensors, `q` already scaled; `mask` is added to the scores.
-/// The one attention path of the encoders; on the CPU in f32 it runs on [`crate::attention_cpu`].
+/// The one attention path of the encoders; on the CPU in f32 it runs on [`foley_kernels::attention`].
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     // batch dimensions flattened to one: candle's CPU matmul takes at most two of them
     let dims = q.dims().to_vec();
@@ -48,7 +48,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
     // kernel (as one head)
     if mask.is_none_or(|m| m.rank() == 2) {
         let one_head = |t: &Tensor| flat(t)?.unsqueeze(1);
-        if let Some(out) = crate::attention_cpu::attention(&one_head(q)?, &one_head(k)?, &one_head(v)?, 1.0, mask)? {
+        if let Some(out) = foley_kernels::attention::attention(&one_head(q)?, &one_head(k)?, &one_head(v)?, 1.0, mask)? {
             return out.reshape(out_dims);
         }
     }
@@ -114,7 +114,7 @@ impl MultiheadAttention {
         // CPU f32: the heads read in place from the projection ([B, H, L, d] views), merged on output
         let heads = qkv.reshape((b, l, 3, self.heads, three_dim / (3 * self.heads)))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (heads.get(0)?.narrow(2, 0, n)?, heads.get(1)?, heads.get(2)?);
-        if let Some(out) = crate::attention_cpu::attention(&q, &k, &v, self.scale, mask)? {
+        if let Some(out) = foley_kernels::attention::attention(&q, &k, &v, self.scale, mask)? {
             return self.out_proj.forward(&out);
         }
         let (q, k, v) = split_qkv(&qkv, self.heads)?;

@@ -17,9 +17,9 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::alias_free::Activation1d;
-use crate::conv::{ChannelAxis, Conv1d};
-use crate::conv_transpose::ConvTranspose1d;
+use crate::mmaudio::alias_free::Activation1d;
+use foley_kernels::conv::{ChannelAxis, Conv1d};
+use foley_kernels::conv_transpose::ConvTranspose1d;
 use crate::error::{Error, Result};
 use crate::weights::weight_norm_weight;
 

@@ -2,7 +2,7 @@
 //! (`open_clip.get_tokenizer('ViT-H-14-378-quickgelu')`, mmaudio/model/utils/features_utils.py at
 //! github.com/hkchengrex/MMAudio commit 974010a; open_clip 3.3.0 `tokenizer.py`).
 //!
-//! Cleaning (ftfy, HTML unescape, whitespace, lower-case) is in [`crate::clip_text_clean`]. Then the text is
+//! Cleaning (ftfy, HTML unescape, whitespace, lower-case) is in [`crate::text::clip_text_clean`]. Then the text is
 //! split by open_clip's regex, every piece is mapped byte-wise to printable characters and merged by BPE with
 //! the merges of `bpe_simple_vocab_16e6.txt.gz`; ids are `[<start_of_text>] + pieces + [<end_of_text>]`,
 //! truncated to the context length with the last id forced to `<end_of_text>`, zero-padded.
@@ -15,11 +15,11 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
-use crate::clip_text_clean::clean_lower;
+use crate::text::clip_text_clean::clean_lower;
 
 /// The merges open_clip uses: the header line and the first 48 894 merges of open_clip's
 /// `bpe_simple_vocab_16e6.txt.gz` (MIT, from OpenAI's CLIP repository), as `models/clip/` ships them.
-pub const OPEN_CLIP_MERGES: &str = include_str!("../../../models/clip/bpe_simple_vocab_16e6.merges.txt");
+pub const OPEN_CLIP_MERGES: &str = include_str!("../../../../models/clip/bpe_simple_vocab_16e6.merges.txt");
 
 /// open_clip's context length for every CLIP model.
 pub const CONTEXT_LENGTH: usize = 77;
