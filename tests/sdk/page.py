@@ -5,7 +5,8 @@ form in order, type the key and both prompts, ASMR on with Space, Generate with 
 behind it and cancelled with Tab + Enter on its Cancel button. Then: the finished task shows the video, the mix
 and stem players, four downloads, the settings used and a non-empty waveform picture; a running task is
 cancelled; a reload keeps the task list; "Use these settings" runs the same video with the same seed again;
-a too-short video shows the server's sentence. Usage: page.py VIDEO SHORT_VIDEO"""
+a too-short video shows the server's sentence; with FOLEY_OPERATOR_KEY, the operator's list says whose each task
+is. Usage: page.py VIDEO SHORT_VIDEO"""
 import os
 import sys
 
@@ -145,6 +146,18 @@ with sync_playwright() as p:
     page.wait_for_selector("#status.error")
     msg = page.text_content("#status")
     check("between 3 and 20 s" in msg, f"error shown: {msg!r}")
+
+    # A client key's list names no owner; an operator key (FOLEY_OPERATOR_KEY) sees the same tasks, each saying
+    # whose it is (the key's name).
+    check(page.locator("#tasks .owner").count() == 0, "a client key's list names no owner")
+    owners = []
+    if os.environ.get("FOLEY_OPERATOR_KEY"):
+        page.fill("#key", os.environ["FOLEY_OPERATOR_KEY"])
+        page.dispatch_event("#key", "change")
+        for tid in (a, b, c, d):
+            page.wait_for_selector(item(tid) + " .owner")
+        owners = page.eval_on_selector_all("#tasks li.task .owner", "os => os.map(o => o.textContent)")
+        check(owners and all(o == "key key-1" for o in owners), f"owners shown to the operator: {owners}")
     browser.close()
 emit({"focus_order": order, "after_reload": kept, "waveform": drawn, "player_duration": duration, "player_error": err,
-      "error_shown": msg})
+      "error_shown": msg, "owners_for_operator": owners})

@@ -171,8 +171,10 @@ fn health_metrics_openapi_page_auth_and_signed_urls() {
 fn web_page_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     // 3 s per task: long enough to queue one behind another and cancel it from the keyboard.
-    let srv = start(dir.path(), ToneEngine::new(20, 150), |_| {});
-    let out = py(&srv.base, "page.py", &[s(&video("h264_mp4")), s(&video("short_mp4"))], &[], T);
+    const OPERATOR: &str = "inf_page_operator_0123456789";
+    let srv = start(dir.path(), ToneEngine::new(20, 150), |c| c.operator_keys = vec![OPERATOR.into()]);
+    let env = [("FOLEY_OPERATOR_KEY", OPERATOR.to_string())];
+    let out = py(&srv.base, "page.py", &[s(&video("h264_mp4")), s(&video("short_mp4"))], &env, T);
     eprintln!("page: {out}");
 }
 
