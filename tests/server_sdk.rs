@@ -148,3 +148,30 @@ fn tiny_test_sigterm_is_graceful() {
     assert!(out.contains("\"status\": 10"), "{out}");
     eprintln!("sigterm: exited in {:.2}s", t0.elapsed().as_secs_f64());
 }
+
+/// `GET path` on `port` without a key: the body.
+fn get_body(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    let _ = sock.read_to_string(&mut buf);
+    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn tiny_test_a_keys_name_not_the_key_in_logs_and_metrics() {
+    const STUDIO: &str = "inf_studio_b_secret_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("# one line per studio\nstudio-b {STUDIO}\n")).unwrap();
+    let srv = serve(dir.path(), free_port(), &["--api-keys-file", s(&keys)]);
+    py(&srv.base, "run.py", &["local", s(&video("h264_aac_mp4"))], &[("INFERENCE_API_KEY", STUDIO.into())], T);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.lines().any(|l| l.contains("queued") && l.contains("studio-b")), "the key's name in the log:\n{log}");
+    assert!(!log.contains(STUDIO) && !log.contains(KEY), "a key in the log:\n{log}");
+    let metrics = get_body(srv.port, "/metrics");
+    assert!(metrics.lines().any(|l| l.starts_with("foley_tasks_submitted_total") && l.contains("key=\"studio-b\"")), "{metrics}");
+    assert!(!metrics.contains(STUDIO), "a key in the metrics");
+}
