@@ -123,7 +123,7 @@ fn full(state: &AppState) -> ApiError {
 
 #[utoipa::path(post, path = "/apps/run", tag = "inference.sh", request_body = RunBody,
     responses((status = 200, description = "The queued task, in {data: task}"), (status = 404, description = "Unknown app"),
-        (status = 422, description = "Invalid input (detail names the field and the rule)"), (status = 429, description = "Queue full")))]
+        (status = 422, description = "Invalid input (detail names the field and the rule)"), (status = 429, description = "Queue full, or this key's task bound or submission rate reached (code names which; Retry-After)")))]
 pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(crate::error::sentence(&e.body_text())))?;
     let app = body.app.unwrap_or_default();
@@ -139,7 +139,7 @@ pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Cal
     Ok(envelope(crate::render::task(&state, &task)).into_response())
 }
 
-#[utoipa::path(get, path = "/tasks/{id}", tag = "inference.sh", responses((status = 200, description = "The task, in {data: task}"), (status = 404)))]
+#[utoipa::path(get, path = "/tasks/{id}", tag = "inference.sh", responses((status = 200, description = "The task, in {data: task}"), (status = 404, description = "No such task, or another key's (answered alike)")))]
 pub async fn get_task(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let t = load(&state, &caller, &id).await?;
     Ok(envelope(crate::render::task(&state, &t)).into_response())
@@ -152,7 +152,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/tasks", tag = "inference.sh", params(("offset" = Option<i64>, Query), ("limit" = Option<i64>, Query, description = "1–100, default 20")),
-    responses((status = 200, description = "{data: {items: [task], total, offset, limit}}: the tasks submitted with this API key (either API), newest first")))]
+    responses((status = 200, description = "{data: {items: [task + owner], total, offset, limit, caller}}: the tasks submitted with this API key (every task for an operator key), either API, newest first")))]
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(20);
