@@ -176,7 +176,7 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     };
     // Kling's routes answer in Kling's error envelope.
     if req.uri().path().starts_with("/v1/") {
-        crate::routes::kling::KlingError(refusal).into_response()
+        crate::error::KlingError(refusal).into_response()
     } else {
         refusal.into_response()
     }

@@ -166,3 +166,31 @@ pub fn sentence(text: &str) -> String {
     }
     s
 }
+
+/// An [`ApiError`] in Kling's shape.
+pub struct KlingError(pub ApiError);
+
+impl From<ApiError> for KlingError {
+    fn from(e: ApiError) -> Self {
+        KlingError(e)
+    }
+}
+
+impl IntoResponse for KlingError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let code = match e.status {
+            StatusCode::UNAUTHORIZED => 1000,
+            StatusCode::NOT_FOUND => 1203,
+            StatusCode::TOO_MANY_REQUESTS => 1303,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => 1201,
+            s if s.is_server_error() => 5000,
+            _ => 1200,
+        };
+        let mut resp = (e.status, axum::Json(serde_json::json!({"code": code, "message": e.detail, "request_id": uuid::Uuid::new_v4().to_string()}))).into_response();
+        if let Some(s) = e.retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, s.into());
+        }
+        resp
+    }
+}

@@ -2,7 +2,9 @@
 //! file store, webhooks, auth, metrics and the web page. Calls the pipeline only through
 //! [`foley_pipeline::Engine`]; never model internals.
 //!
-//! Layout: [`routes`] (one module per API family), [`store`] (tasks and file records, SQLite or PostgreSQL),
+//! Layout: [`routes`] (one module per API family; handlers only), [`tasks`] (what both API families share:
+//! submitting a task and reading one as the calling key may see it), [`error`] (the JSON and Kling error shapes,
+//! below everything that raises them), [`render`] (wire shapes), [`store`] (tasks and file records, SQLite or PostgreSQL),
 //! [`cluster`] (what a node of several does: cross-node events, leases),
 //! [`files`] (bytes: local directory or S3-compatible bucket), [`worker`] (the queue consumer), [`webhooks`], [`inputs`] (resolving and validating
 //! the input video), [`netguard`] (outbound HTTP under SSRF rules), [`auth`], [`signing`], [`metrics`],
@@ -24,6 +26,7 @@ pub mod retention;
 pub mod routes;
 pub mod signing;
 pub mod store;
+pub mod tasks;
 pub mod types;
 pub mod waveform;
 pub mod webhooks;

@@ -3,7 +3,11 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{files, infsh, kling, ops, stream};
+use crate::routes::files;
+use crate::routes::infsh;
+use crate::routes::kling;
+use crate::routes::ops;
+use crate::routes::stream;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,7 +16,7 @@ use crate::routes::{files, infsh, kling, ops, stream};
         infsh::run, infsh::list, infsh::get_task, infsh::cancel, infsh::delete_task, infsh::task_files, stream::stream,
         files::create, files::get,
         kling::create, kling::get, kling::list,
-        ops::health, ops::models, ops::metrics, ops::openapi,
+        ops::health, ops::models, ops::metrics, serve,
     ),
     components(schemas(infsh::RunBody, files::CreateFiles, files::NewFile, kling::KlingCreate, crate::types::TaskStatus)),
     modifiers(&Bearer),
@@ -31,4 +35,10 @@ impl Modify for Bearer {
 
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+pub async fn serve() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    axum::Json(document()).into_response()
 }

@@ -1,5 +1,5 @@
 //! How stored tasks and files look on the wire: inference.sh task snapshots, File objects with signed URLs,
-//! Kling task envelopes.
+//! Kling task envelopes, the SDK's `{data}` envelope, and the base of absolute URLs.
 
 use serde_json::{json, Value};
 
@@ -142,4 +142,21 @@ pub fn kling_task(state: &AppState, t: &TaskRow) -> Value {
 /// Kling's envelope around `data`.
 pub fn kling_envelope(data: Value) -> Value {
     json!({"code": 0, "message": "SUCCEED", "request_id": uuid::Uuid::new_v4().to_string(), "data": data})
+}
+
+/// Scheme and authority for absolute URLs: the configured public URL, else what the request's Host says.
+pub fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(u) = &state.cfg.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers.get("x-forwarded-host").or_else(|| headers.get(http::header::HOST));
+    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let proto = headers.get("x-forwarded-proto").and_then(|p| p.to_str().ok()).unwrap_or("http");
+    let proto = if proto == "https" { "https" } else { "http" };
+    format!("{proto}://{host}")
+}
+
+/// The `{"data": ..., "messages": []}` envelope the SDK unwraps.
+pub fn envelope(data: serde_json::Value) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"data": data, "messages": []}))
 }

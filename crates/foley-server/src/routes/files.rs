@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
-use super::{base_url, envelope};
+use crate::render::{base_url, envelope};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::signing::{verify, Purpose};

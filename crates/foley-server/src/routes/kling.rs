@@ -9,40 +9,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::base_url;
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::render::{kling_envelope, kling_task};
+use crate::error::{ApiError, KlingError};
+use crate::render::{base_url, kling_envelope, kling_task};
 use crate::types::Api;
 use crate::AppState;
-
-/// An [`ApiError`] in Kling's shape.
-pub struct KlingError(pub ApiError);
-
-impl From<ApiError> for KlingError {
-    fn from(e: ApiError) -> Self {
-        KlingError(e)
-    }
-}
-
-impl IntoResponse for KlingError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let code = match e.status {
-            StatusCode::UNAUTHORIZED => 1000,
-            StatusCode::NOT_FOUND => 1203,
-            StatusCode::TOO_MANY_REQUESTS => 1303,
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => 1201,
-            s if s.is_server_error() => 5000,
-            _ => 1200,
-        };
-        let mut resp = (e.status, Json(json!({"code": code, "message": e.detail, "request_id": uuid::Uuid::new_v4().to_string()}))).into_response();
-        if let Some(s) = e.retry_after {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, s.into());
-        }
-        resp
-    }
-}
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,15 +55,15 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         input["asmr_mode"] = a.into();
     }
     let webhook = b.callback_url.filter(|c| !c.is_empty());
-    let who = super::infsh::Submitter { caller, api: Api::Kling, app: super::infsh::APP };
-    let t = super::infsh::submit(&state, who, input, webhook, b.external_task_id, base_url(&state, &headers)).await?;
+    let who = crate::tasks::Submitter { caller, api: Api::Kling, app: crate::tasks::APP };
+    let t = crate::tasks::submit(&state, who, input, webhook, b.external_task_id, base_url(&state, &headers)).await?;
     Ok(Json(kling_envelope(kling_task(&state, &t))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/audio/video-to-audio/{id}", tag = "kling", responses((status = 200, description = "Kling envelope of the task (by task_id or external_task_id)")))]
 pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, KlingError> {
     // By task id, then by external id; another key's task is answered as a missing one, as on every route.
-    let t = match super::infsh::load(&state, &caller, &id).await {
+    let t = match crate::tasks::load(&state, &caller, &id).await {
         Ok(t) => t,
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             let by_external = state.store.get_by_external(&id).await.map_err(ApiError::from)?;

@@ -7,7 +7,6 @@ pub mod ops;
 pub mod stream;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
 use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -40,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/models", get(ops::models))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(crate::openapi::serve))
         .route("/", get(crate::page::index));
     authed.merge(open).layer(TraceLayer::new_for_http()).with_state(state)
 }
@@ -52,21 +51,4 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// Scheme and authority for absolute URLs: the configured public URL, else what the request's Host says.
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(u) = &state.cfg.public_url {
-        return u.trim_end_matches('/').to_string();
-    }
-    let host = headers.get("x-forwarded-host").or_else(|| headers.get(http::header::HOST));
-    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    let proto = headers.get("x-forwarded-proto").and_then(|p| p.to_str().ok()).unwrap_or("http");
-    let proto = if proto == "https" { "https" } else { "http" };
-    format!("{proto}://{host}")
-}
-
-/// The `{"data": ..., "messages": []}` envelope the SDK unwraps.
-pub fn envelope(data: serde_json::Value) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"data": data, "messages": []}))
 }

@@ -1,4 +1,5 @@
-//! Operations: `/health`, `/models` (the bundles and their weights' licenses), `/metrics`, `/openapi.json`.
+//! Operations: `/health`, `/models` (the bundles and their weights' licenses), `/metrics` (`/openapi.json` is
+//! [`crate::openapi`]'s).
 
 use std::sync::atomic::Ordering;
 
@@ -63,9 +64,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("foley_running_tasks").set(running as f64);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
-}
-
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
-pub async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
 }

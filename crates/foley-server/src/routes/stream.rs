@@ -21,7 +21,7 @@ use crate::AppState;
 pub async fn stream(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     // Subscribe before the first read so that no change between the two is missed.
     let mut events = state.events.subscribe();
-    let first = super::infsh::load(&state, &caller, &id).await?;
+    let first = crate::tasks::load(&state, &caller, &id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
     tokio::spawn(async move {
         let snap = |t: &crate::types::TaskRow| format!("{}\n", crate::render::task(&state, t));
