@@ -78,8 +78,10 @@ fn tiny_test_webhook_and_cancel() {
 #[test]
 fn tiny_test_fifty_concurrent_submissions_with_capacity_ten() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = serve(dir.path(), free_port(), &["--queue-capacity", "10"]);
-    let out = py(&srv.base, "load.py", &[s(&video("exact3_mp4")), "50"], &[], Duration::from_secs(500));
+    // One worker, no per-key limits: the bound the submissions meet is the queue's. The blocker: a 20 s video.
+    let srv = serve(dir.path(), free_port(), &["--queue-capacity", "10", "--workers", "1", "--max-tasks-per-key", "0", "--key-rate", "0"]);
+    let blocker = video("exact20_mp4");
+    let out = py(&srv.base, "load.py", &[s(&video("exact3_mp4")), "50", "10", s(&blocker)], &[], Duration::from_secs(500));
     eprintln!("load (tiny-test): {out}");
 }
 
@@ -140,13 +142,27 @@ fn tiny_test_sigterm_is_graceful() {
     };
     assert!(status.success(), "exit status {status:?}");
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
-    assert!(log.contains("shutting down"), "{log}");
-    // The running task finished during the drain (or, if it had not, the next start re-queues it).
+    // Drained, not abandoned: the first process itself ended the task, after it was told to stop (so the task was
+    // still running at the SIGTERM) and before it exited.
+    let id = &ids[0];
+    let lines: Vec<&str> = log.lines().collect();
+    let stop = lines.iter().position(|l| l.contains("shutting down")).unwrap_or_else(|| panic!("no shutdown line:\n{log}"));
+    let ended = lines.iter().position(|l| l.contains(id.as_str()) && l.contains("ended") && l.contains("completed"));
+    let ended = ended.unwrap_or_else(|| panic!("the task did not end in the process that got the SIGTERM:\n{log}"));
+    assert!(stop < ended, "the task ended before the SIGTERM, so no drain was tested:\n{log}");
     drop(srv);
     let srv = serve(dir.path(), port, &[]);
-    let out = py(&srv.base, "restart.py", &["wait", &ids[0]], &[], T);
-    assert!(out.contains("\"status\": 10"), "{out}");
-    eprintln!("sigterm: exited in {:.2}s", t0.elapsed().as_secs_f64());
+    let out = py(&srv.base, "restart.py", &["wait", id], &[], T);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v[id]["status"], 10, "{out}");
+    // Run once: one start, no re-queue by the next process's recovery, and the next process never ran it.
+    let task_log = v[id]["logs"].as_str().unwrap();
+    let starts = task_log.lines().filter(|l| l.ends_with("] running")).count();
+    assert_eq!(starts, 1, "the task ran once: {task_log}");
+    assert!(!task_log.contains("re-queued"), "the task was abandoned and re-run after the restart: {task_log}");
+    let second = std::fs::read_to_string(dir.path().join("server.log")).unwrap()[log.len()..].to_string();
+    assert!(!second.lines().any(|l| l.contains(id.as_str()) && l.contains("running")), "re-run after the restart:\n{second}");
+    eprintln!("sigterm: exited in {:.2}s, the running task drained", t0.elapsed().as_secs_f64());
 }
 
 /// `GET path` on `port` without a key: the body.

@@ -89,8 +89,14 @@ fn cancel_queued_and_running() {
 #[test]
 fn fifty_concurrent_submissions_with_capacity_ten() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path(), ToneEngine::new(2, 20), |c| c.queue_capacity = 10);
-    let out = py(&srv.base, "load.py", &[s(&video("exact3_mp4")), "50"], &[], Duration::from_secs(400));
+    // One worker, no per-key limits: the bound the submissions meet is the queue's.
+    let srv = start(dir.path(), ToneEngine::new(2, 20), |c| {
+        c.queue_capacity = 10;
+        c.workers = 1;
+        c.max_tasks_per_key = None;
+        c.key_rate_per_min = None;
+    });
+    let out = py(&srv.base, "load.py", &[s(&video("exact3_mp4")), "50", "10", "hold"], &[], Duration::from_secs(400));
     eprintln!("load: {out}");
 }
 

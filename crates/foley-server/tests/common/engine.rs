@@ -1,7 +1,8 @@
 //! A stand-in engine for the server's tests (the real MMAudio engine lives in foley-pipeline): it does real
 //! media work through foley-media — validates the video, writes tone wav stems, muxes the mix into the video —
 //! reports progress over a few sleeping steps and honours the cancel token between them.
-//! A sound-effect prompt of `__fail__` makes it fail with an internal error.
+//! A sound-effect prompt of `__fail__` makes it fail with an internal error; one of `__hold__` keeps its worker
+//! busy until the task is cancelled (at most 30 s), for tests that need a task that stays running.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +48,13 @@ impl Engine for ToneEngine {
         let info = foley_media::check(&req.video, &foley_media::Limits::default())?;
         if req.sound_effect_prompt == "__fail__" {
             return Err(PipelineError::Internal("the tone engine was asked to fail".into()));
+        }
+        if req.sound_effect_prompt == "__hold__" {
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < until {
+                cancel.check()?;
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         for i in 0..self.steps {
             cancel.check()?;
