@@ -57,8 +57,21 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The rule of the config: every address when private targets are allowed, else public ones only.
+fn policy(allow_private: bool) -> impl Fn(IpAddr) -> bool + Send + Sync {
+    move |ip| allow_private || is_public(ip)
+}
+
 /// Parses and checks `url`, resolving its host; returns the URL and the addresses to connect to.
 pub async fn check_url(url: &str, allow_private: bool) -> Result<(reqwest::Url, Vec<SocketAddr>), NetError> {
+    check_url_with(url, &policy(allow_private)).await
+}
+
+/// [`check_url`] with the addresses that may be contacted given by `allowed`.
+async fn check_url_with(
+    url: &str,
+    allowed: &(dyn Fn(IpAddr) -> bool + Send + Sync),
+) -> Result<(reqwest::Url, Vec<SocketAddr>), NetError> {
     let u = reqwest::Url::parse(url).map_err(|_| NetError::Refused(format!("{url:?} is not a valid URL")))?;
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(NetError::Refused(format!("URLs must use http or https, not {}", u.scheme())));
@@ -80,13 +93,11 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<(reqwest::Url, 
     if addrs.is_empty() {
         return Err(NetError::Failed(format!("the host {host} has no address")));
     }
-    if !allow_private {
-        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-            return Err(NetError::Refused(format!(
-                "the URL points at a loopback, private or link-local address ({}), which this server does not contact",
-                bad.ip()
-            )));
-        }
+    if let Some(bad) = addrs.iter().find(|a| !allowed(a.ip())) {
+        return Err(NetError::Refused(format!(
+            "the URL points at a loopback, private or link-local address ({}), which this server does not contact",
+            bad.ip()
+        )));
     }
     Ok((u, addrs))
 }
@@ -113,9 +124,20 @@ pub async fn fetch_to_file(
     allow_private: bool,
     timeout: Duration,
 ) -> Result<u64, NetError> {
+    fetch_to_file_with(url, dest, max_bytes, &policy(allow_private), timeout).await
+}
+
+/// [`fetch_to_file`] with the addresses that may be contacted (on every hop) given by `allowed`.
+async fn fetch_to_file_with(
+    url: &str,
+    dest: &Path,
+    max_bytes: u64,
+    allowed: &(dyn Fn(IpAddr) -> bool + Send + Sync),
+    timeout: Duration,
+) -> Result<u64, NetError> {
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
-        let (u, addrs) = check_url(&current, allow_private).await?;
+        let (u, addrs) = check_url_with(&current, allowed).await?;
         let client = pinned_client(&u, &addrs, timeout)?;
         let resp = client.get(u.clone()).send().await.map_err(|e| NetError::Failed(describe(&e)))?;
         if resp.status().is_redirection() {
@@ -206,5 +228,72 @@ mod tests {
         assert!(matches!(check_url("http://localhost:9/x", false).await, Err(NetError::Refused(_))));
         assert!(check_url("http://127.0.0.1:9/x", true).await.is_ok());
         assert!(matches!(check_url("http://u:p@127.0.0.1/", true).await, Err(NetError::Refused(_))));
+    }
+
+    /// A loopback server answering every request with a redirect to `location`; counts the requests it got.
+    async fn redirector(location: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/clip.mp4", l.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = l.accept().await {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let answer = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = sock.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, hits)
+    }
+
+    /// The SSRF rules hold on every hop: a public-looking first hop (here the loopback redirector, let through as if
+    /// it were public) that redirects to a loopback, private or link-local address is refused at the redirect,
+    /// before anything connects there, and nothing is written.
+    #[tokio::test]
+    async fn each_redirect_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("clip.mp4");
+        // A second loopback server that must never be reached: the redirect target of the loopback case.
+        let target = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let target_addr = target.local_addr().unwrap();
+        let reached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = reached.clone();
+        tokio::spawn(async move {
+            if target.accept().await.is_ok() {
+                r.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        for location in [
+            "http://169.254.169.254/latest/meta-data/clip.mp4".to_string(),
+            "http://10.0.0.7/clip.mp4".to_string(),
+            format!("http://{target_addr}/clip.mp4"),
+            "http://[::1]:9/clip.mp4".to_string(),
+        ] {
+            let (first, hits) = redirector(location.clone()).await;
+            // Only the redirector's address (127.0.0.1) counts as public.
+            let allowed = |ip: IpAddr| ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || is_public(ip);
+            let got = fetch_to_file_with(&first, &dest, 1 << 20, &allowed, Duration::from_secs(10)).await;
+            let expected_ip = reqwest::Url::parse(&location).unwrap().host_str().unwrap().trim_matches(['[', ']']).to_string();
+            match got {
+                Err(NetError::Refused(why)) => {
+                    assert!(why.contains("loopback, private or link-local") && why.contains(&expected_ip), "{location}: {why}")
+                }
+                other => panic!("a redirect to {location} was not refused: {other:?}"),
+            }
+            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the first hop was fetched once");
+            assert!(!dest.exists(), "nothing written for {location}");
+        }
+        assert!(!reached.load(std::sync::atomic::Ordering::SeqCst), "the redirect target was contacted");
+        // A redirect between allowed addresses is followed, and the rule still holds on the hop after it.
+        let (inner, inner_hits) = redirector("http://169.254.169.254/x".into()).await;
+        let (outer, outer_hits) = redirector(inner.clone()).await;
+        let allowed = |ip: IpAddr| ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || is_public(ip);
+        let got = fetch_to_file_with(&outer, &dest, 1 << 20, &allowed, Duration::from_secs(10)).await;
+        assert!(matches!(&got, Err(NetError::Refused(why)) if why.contains("169.254.169.254")), "{got:?}");
+        let hits = (outer_hits.load(std::sync::atomic::Ordering::SeqCst), inner_hits.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(hits, (1, 1), "both allowed hops fetched once");
     }
 }
