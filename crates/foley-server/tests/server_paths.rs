@@ -16,7 +16,7 @@ use common::engine::ToneEngine;
 use common::media::video;
 use common::{start, KEY};
 use foley_server::files::{FileStore, LocalFiles};
-use foley_server::store::{SqliteStore, TaskStore};
+use foley_server::store::{PgStore, SqliteStore, TaskStore};
 use foley_server::types::{now_ms, Api, FileRow, NewTask, TaskStatus};
 use serde_json::{json, Value};
 
@@ -337,8 +337,17 @@ fn webhook_gives_up(database: Option<String>) {
     std::thread::sleep(Duration::from_millis(1500));
     let expected: Vec<(String, String)> = ["1", "2", "3"].iter().map(|a| (id.clone(), a.to_string())).collect();
     assert_eq!(*calls.lock().unwrap(), expected, "three attempts, then none");
-    // The next start resumes deliveries still pending; this one is over.
     drop(srv);
+    // The give-up is recorded (PostgreSQL's delivery hold would hide a pending flag from the restart below).
+    let pending = h.rt.block_on(async {
+        let store: Box<dyn TaskStore> = match &database {
+            Some(url) => Box::new(PgStore::connect(url, "check", Duration::from_secs(30)).await.unwrap()),
+            None => Box::new(SqliteStore::open(&dir.path().join("foley.db")).await.unwrap()),
+        };
+        store.get(&id).await.unwrap().unwrap().webhook_pending
+    });
+    assert!(!pending, "a given-up webhook is still marked to deliver");
+    // The next start resumes deliveries still pending; this one is over.
     let srv = start(dir.path(), ToneEngine::new(1, 10), cfg);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(*calls.lock().unwrap(), expected, "a given-up webhook was sent again after a restart");
