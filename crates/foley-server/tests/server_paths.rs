@@ -1,6 +1,6 @@
 //! Server paths that had no test of their own (issue 33): retention on the default store (SQLite `expire`) and the
 //! sweeper of a running server, the webhook that gives up after its last attempt (and stays given up across a
-//! restart), and the upload route's 413 size cap and 409 second upload. The server paths run on SQLite and on a
+//! restart), the upload route's 413 size cap and 409 second upload, and each key's own Kling task list. The server paths run on SQLite and on a
 //! throwaway PostgreSQL (tests/common/pg.rs); in-process servers with the tone engine (tests/common).
 
 mod common;
@@ -34,7 +34,12 @@ impl Http {
 
     /// `method url` with the test key and an optional JSON body: (status, body as text, body as JSON or Null).
     fn call(&self, method: &str, url: &str, body: Option<Value>) -> (u16, String, Value) {
-        let mut req = self.client.request(method.parse().unwrap(), url).bearer_auth(KEY);
+        self.call_as(KEY, method, url, body)
+    }
+
+    /// [`Http::call`] with `key`.
+    fn call_as(&self, key: &str, method: &str, url: &str, body: Option<Value>) -> (u16, String, Value) {
+        let mut req = self.client.request(method.parse().unwrap(), url).bearer_auth(key);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(serde_json::to_vec(&b).unwrap());
         }
@@ -66,8 +71,12 @@ impl Http {
 
 /// Announces one file of `size` bytes: the answer, and on 200 its (id, upload URL).
 fn announce(h: &Http, base: &str, size: usize) -> (u16, String, Option<(String, String)>) {
+    announce_as(h, base, KEY, size)
+}
+
+fn announce_as(h: &Http, base: &str, key: &str, size: usize) -> (u16, String, Option<(String, String)>) {
     let body = json!({"files": [{"filename": "clip.mp4", "content_type": "video/mp4", "size": size}]});
-    let (status, text, v) = h.call("POST", &format!("{base}/files"), Some(body));
+    let (status, text, v) = h.call_as(key, "POST", &format!("{base}/files"), Some(body));
     let f = &v["data"][0];
     let made = f["id"].as_str().map(|id| (id.to_string(), f["upload_url"].as_str().unwrap().to_string()));
     (status, text, made)
@@ -75,8 +84,12 @@ fn announce(h: &Http, base: &str, size: usize) -> (u16, String, Option<(String, 
 
 /// Uploads `clip`; returns the file's (id, uri).
 fn upload(h: &Http, base: &str, clip: &Path) -> (String, String) {
+    upload_as(h, base, KEY, clip)
+}
+
+fn upload_as(h: &Http, base: &str, key: &str, clip: &Path) -> (String, String) {
     let bytes = std::fs::read(clip).unwrap();
-    let (status, text, made) = announce(h, base, bytes.len());
+    let (status, text, made) = announce_as(h, base, key, bytes.len());
     assert_eq!(status, 200, "{text}");
     let (id, url) = made.unwrap();
     assert_eq!(h.put(&url, bytes).0, 200);
@@ -410,4 +423,54 @@ fn uploads_over_the_cap_are_413_and_a_second_upload_is_409_sqlite() {
 fn uploads_over_the_cap_are_413_and_a_second_upload_is_409_postgres() {
     let pg = pg::Pg::start();
     uploads(Some(pg.url()));
+}
+
+// --- The Kling list is each key's -----------------------------------------------------------------------------
+
+/// Two keys create Kling tasks (and A an inference.sh one): each key's `GET /v1/audio/video-to-audio` lists its own
+/// Kling tasks, all of them, newest first, and nothing else. (tenancy.rs checks that other keys do not see A's
+/// task; this checks that the owner does, so that a list emptied for everyone fails too.)
+fn kling_lists(database: Option<String>) {
+    const B: &str = "inf_kling_list_b_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), ToneEngine::new(1, 10), |c| {
+        c.api_keys.push(B.into());
+        c.database = database;
+    });
+    let h = Http::new();
+    let url = format!("{}/v1/audio/video-to-audio", srv.base);
+    let create = |key: &str, video_id: &str| {
+        let (status, text, v) = h.call_as(key, "POST", &url, Some(json!({"video_id": video_id, "sound_effect_prompt": "steps"})));
+        assert_eq!(status, 200, "{text}");
+        v["data"]["task_id"].as_str().unwrap().to_string()
+    };
+    let (a_video, a_uri) = upload_as(&h, &srv.base, KEY, &video("h264_mp4"));
+    let (b_video, _) = upload_as(&h, &srv.base, B, &video("h264_mp4"));
+    let a1 = create(KEY, &a_video);
+    let b1 = create(B, &b_video);
+    let a2 = create(KEY, &a_video);
+    let infsh = submit(&h, &srv.base, json!({"video": a_uri}), None);
+    let listed = |key: &str, query: &str| {
+        let (status, text, v) = h.call_as(key, "GET", &format!("{url}{query}"), None);
+        assert_eq!(status, 200, "{text}");
+        v["data"].as_array().unwrap().iter().map(|t| t["task_id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(KEY, "?pageSize=100"), vec![a2.clone(), a1.clone()], "A's Kling tasks, newest first, not {infsh}");
+    assert_eq!(listed(B, "?pageSize=100"), vec![b1.clone()], "B's Kling task only");
+    assert_eq!(listed(KEY, "?pageSize=1&pageNum=2"), vec![a1.clone()], "A's second page");
+    // A's tasks run to their end before the server stops (B's one is drained by the stop).
+    for id in [&a1, &a2, &infsh] {
+        wait_for(&h, &srv.base, id, "ended", |t| status(t) >= 10);
+    }
+}
+
+#[test]
+fn each_key_lists_its_own_kling_tasks_sqlite() {
+    kling_lists(None);
+}
+
+#[test]
+fn each_key_lists_its_own_kling_tasks_postgres() {
+    let pg = pg::Pg::start();
+    kling_lists(Some(pg.url()));
 }
