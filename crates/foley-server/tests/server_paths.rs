@@ -380,31 +380,36 @@ fn a_webhook_gives_up_after_its_last_attempt_postgres() {
 
 // --- Uploads: 413 and 409 ------------------------------------------------------------------------------------
 
-/// With a 2000-byte cap: announcing a bigger file is a 413; sending more bytes than the cap to an announced file
+/// The upload cap of [`uploads`]: big enough that two PUTs at once overlap.
+const CAP: usize = 4_000_000;
+
+/// With a 4 MB cap: announcing a bigger file is a 413; sending more bytes than the cap to an announced file
 /// is a 413 that stores nothing (the file stays unsent, no scratch file is left, a right-sized PUT then works); a
-/// second PUT to a sent file is a 409 that leaves the first bytes as they were.
+/// second PUT to a sent file is a 409 that leaves the first bytes as they were; of two PUTs at once, one is stored
+/// whole (200) and the other refused (409).
 fn uploads(database: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let srv = start(dir.path(), ToneEngine::new(1, 10), |c| {
-        c.limits.max_file_size = 2000;
+        c.limits.max_file_size = CAP as u64;
         c.database = database;
     });
     let h = Http::new();
-    let (status, text, made) = announce(&h, &srv.base, 2001);
+    let (status, text, made) = announce(&h, &srv.base, CAP + 1);
     assert_eq!(status, 413, "{text}");
     assert!(made.is_none() && text.contains("the limit is"), "{text}");
-    let (status, text, made) = announce(&h, &srv.base, 2000);
+    let (status, text, made) = announce(&h, &srv.base, CAP);
     assert_eq!(status, 200, "{text}");
     let (id, url) = made.unwrap();
 
-    let (status, text) = h.put(&url, vec![7u8; 2001]);
+    let (status, text) = h.put(&url, vec![7u8; CAP + 1]);
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("over the") && text.contains("limit"), "{text}");
     assert_eq!(h.file(&srv.base, &id).0, 404, "an upload over the cap is not stored");
     assert!(!dir.path().join("files").join(&id).exists(), "no bytes kept");
-    assert!(!dir.path().join("tmp").join(format!("up-{id}")).exists(), "the scratch file of the refused upload is left");
+    let scratch: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!scratch.iter().any(|n| n.to_string_lossy().starts_with(&format!("up-{id}"))), "scratch files left: {scratch:?}");
 
-    let first: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+    let first: Vec<u8> = (0..CAP as u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(h.put(&url, first.clone()), (200, String::new()));
     assert_eq!(h.file(&srv.base, &id), (200, first.clone()));
 
@@ -412,6 +417,29 @@ fn uploads(database: Option<String>) {
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("already been uploaded"), "{text}");
     assert_eq!(h.file(&srv.base, &id), (200, first), "the first upload's bytes are untouched");
+
+    // Two PUTs of one file at once: one is stored whole and answered 200, the other is refused and stores nothing.
+    for round in 0..8 {
+        let (status, text, made) = announce(&h, &srv.base, CAP);
+        assert_eq!(status, 200, "{text}");
+        let (id, url) = made.unwrap();
+        let (a, b) = (vec![b'a'; CAP], vec![b'b'; CAP]);
+        let (ra, rb) = h.rt.block_on(async {
+            let put = |bytes: Vec<u8>| {
+                let req = h.client.put(&url).body(bytes);
+                async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+            };
+            futures_util::future::join(put(a.clone()), put(b.clone())).await
+        });
+        let stored = h.file(&srv.base, &id);
+        // The refused one may also see its connection closed before its body is sent (0): the 409 came first.
+        let expected = match (ra, rb) {
+            (200, 409 | 0) => (200, a),
+            (409 | 0, 200) => (200, b),
+            other => panic!("round {round}: two PUTs at once answered {other:?}, not 200 and 409"),
+        };
+        assert!(stored == expected, "round {round}: the stored bytes are not the accepted upload's ({ra}, {rb})");
+    }
 }
 
 #[test]

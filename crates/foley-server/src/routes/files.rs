@@ -90,34 +90,67 @@ fn check_sig(state: &AppState, purpose: Purpose, id: &str, q: &Signed) -> Result
     Ok(())
 }
 
-/// `PUT /files/{id}/upload?expires&sig`: the bytes of an announced file (streamed, size-capped).
+/// Files whose upload is under way on this node.
+static UPLOADING: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// This node's hold on one file's upload, released when dropped.
+struct Uploading(String);
+
+impl Uploading {
+    /// `None` while another request uploads `id` on this node.
+    fn take(id: &str) -> Option<Self> {
+        UPLOADING.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string()).then(|| Uploading(id.to_string()))
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        UPLOADING.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+    }
+}
+
+/// `PUT /files/{id}/upload?expires&sig`: the bytes of an announced file (streamed, size-capped). One upload per
+/// file: a second PUT while the first runs (on this node) or after it is a 409, and each PUT streams into a scratch
+/// file of its own.
 pub async fn upload(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<Signed>, body: Body) -> Result<StatusCode, ApiError> {
     check_sig(&state, Purpose::Upload, &id, &q)?;
     let f = state.store.get_file(&id).await?.ok_or_else(|| ApiError::not_found(format!("There is no file {id}.")))?;
+    let Some(_hold) = Uploading::take(&id) else {
+        return Err(ApiError::conflict("This file is being uploaded by another request."));
+    };
+    // Read again under the hold: an upload that ended since the read above has marked it.
+    let f = if f.uploaded { f } else { state.store.get_file(&id).await?.unwrap_or(f) };
     if f.uploaded {
         return Err(ApiError::conflict("This file has already been uploaded."));
     }
     let max = state.cfg.limits.max_file_size;
-    let tmp = state.files.scratch_dir().join(format!("up-{id}"));
-    let mut file = tokio::fs::File::create(&tmp).await.map_err(crate::ServerError::from)?;
-    let mut stream = body.into_data_stream();
-    let mut total = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The upload was interrupted: {e}.")))?;
-        total += chunk.len() as u64;
-        if total > max {
-            drop(file);
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(ApiError::too_large(format!("The upload is over the {:.1} MB limit.", max as f64 / 1e6)));
+    let tmp = state.files.scratch_dir().join(format!("up-{id}-{}", uuid::Uuid::new_v4()));
+    // The scratch file is this request's alone: removed whenever the upload does not get through.
+    let stored = async {
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(crate::ServerError::from)?;
+        let mut stream = body.into_data_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The upload was interrupted: {e}.")))?;
+            total += chunk.len() as u64;
+            if total > max {
+                return Err(ApiError::too_large(format!("The upload is over the {:.1} MB limit.", max as f64 / 1e6)));
+            }
+            file.write_all(&chunk).await.map_err(crate::ServerError::from)?;
         }
-        file.write_all(&chunk).await.map_err(crate::ServerError::from)?;
+        file.flush().await.map_err(crate::ServerError::from)?;
+        drop(file);
+        state.files.put_path(&id, &tmp).await?;
+        Ok::<_, ApiError>(total)
     }
-    file.flush().await.map_err(crate::ServerError::from)?;
-    drop(file);
-    if let Err(e) = state.files.put_path(&id, &tmp).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e.into());
-    }
+    .await;
+    let total = match stored {
+        Ok(total) => total,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
     state.store.mark_uploaded(&id, total as i64).await?;
     Ok(StatusCode::OK)
 }
