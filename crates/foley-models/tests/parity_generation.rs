@@ -48,60 +48,15 @@ fn mmaudio_forward_matches_reference() {
         let (lrot, crot) = net
             .rotations(lat_len, f.input("clip_f").dim(1).unwrap(), &common::device())
             .unwrap();
-        let want = f.output("latent_rot"); // (1, N, D/2, 2, 2): [[cos, -sin], [sin, cos]]
-        let cos = want
-            .narrow(3, 0, 1)
-            .unwrap()
-            .narrow(4, 0, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        let sin = want
-            .narrow(3, 1, 1)
-            .unwrap()
-            .narrow(4, 0, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        assert_close(
-            &format!("{n} latent_rot cos"),
-            &lrot.cos.flatten_all().unwrap(),
-            &cos,
-            tol,
-        );
-        assert_close(
-            &format!("{n} latent_rot sin"),
-            &lrot.sin.flatten_all().unwrap(),
-            &sin,
-            tol,
-        );
-        let want = f.output("clip_rot");
-        let cos = want
-            .narrow(3, 0, 1)
-            .unwrap()
-            .narrow(4, 0, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        assert_close(
-            &format!("{n} clip_rot cos"),
-            &crot.cos.flatten_all().unwrap(),
-            &cos,
-            tol,
-        );
-        let sin = want
-            .narrow(3, 1, 1)
-            .unwrap()
-            .narrow(4, 0, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        assert_close(
-            &format!("{n} clip_rot sin"),
-            &crot.sin.flatten_all().unwrap(),
-            &sin,
-            tol,
-        );
+        // reference tables (1, N, D/2, 2, 2) = [[cos, -sin], [sin, cos]]: entry [i][0] is cos (i = 0) or sin (i = 1)
+        let part = |t: &candle_core::Tensor, i: usize| t.narrow(3, i, 1).unwrap().narrow(4, 0, 1).unwrap().flatten_all().unwrap();
+        for (table, ours) in [("latent_rot", &lrot), ("clip_rot", &crot)] {
+            let want = f.output(table);
+            let cos = ours.cos.flatten_all().unwrap();
+            assert_close(&format!("{n} {table} cos"), &cos, &part(want, 0), tol);
+            let sin = ours.sin.flatten_all().unwrap();
+            assert_close(&format!("{n} {table} sin"), &sin, &part(want, 1), tol);
+        }
 
         // t in f32 whatever the network's dtype, as the sampler and the reference pass it
         let t = &f.input_cpu("t").to_device(&common::device()).unwrap();
