@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foley_server::store::{PgStore, TaskStore};
+use foley_server::store::{PgStore, Scope, TaskStore};
 use foley_server::types::{now_ms, Api, NewTask, TaskStatus};
 
 async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<foley_server::store::Change>) -> foley_server::store::Change {
@@ -233,10 +233,10 @@ async fn each_key_lists_its_own_tasks_on_any_node() {
         ids.push(t.id);
     }
     let listed = |rows: Vec<foley_server::types::TaskRow>| rows.into_iter().map(|t| t.id).collect::<Vec<_>>();
-    let (rows, total) = b.list_owned(Some("aaaa"), 0, 10).await.unwrap();
+    let (rows, total) = b.list_scoped(None, Scope::Owner(Some("aaaa")), 0, 10).await.unwrap();
     assert_eq!((listed(rows), total), (vec![ids[2].clone(), ids[0].clone()], 2), "newest first, from another node");
-    let (rows, total) = b.list_owned(Some("aaaa"), 1, 1).await.unwrap();
+    let (rows, total) = b.list_scoped(None, Scope::Owner(Some("aaaa")), 1, 1).await.unwrap();
     assert_eq!((listed(rows), total), (vec![ids[0].clone()], 2));
-    assert_eq!(listed(b.list_owned(None, 0, 10).await.unwrap().0), vec![ids[3].clone()], "no key: owner-less tasks");
-    assert_eq!(b.list_owned(Some("cccc"), 0, 10).await.unwrap().1, 0);
+    assert_eq!(listed(b.list_scoped(None, Scope::Owner(None), 0, 10).await.unwrap().0), vec![ids[3].clone()], "no key: owner-less tasks");
+    assert_eq!(b.list_scoped(None, Scope::Owner(Some("cccc")), 0, 10).await.unwrap().1, 0);
 }

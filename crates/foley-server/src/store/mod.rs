@@ -73,12 +73,8 @@ pub trait TaskStore: Send + Sync {
     async fn admit_within(&self, task: &NewTask, bounds: Bounds) -> Result<Admission>;
     async fn get(&self, id: &str) -> Result<Option<TaskRow>>;
     async fn get_by_external(&self, external_id: &str) -> Result<Option<TaskRow>>;
-    /// Tasks of one API, newest first, and the total count.
-    async fn list(&self, api: &str, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)>;
-    /// Tasks submitted with one key (`owner` as in [`NewTask::owner`]; `None`: tasks submitted without a key),
-    /// through either API, newest first, and their total count.
-    async fn list_owned(&self, owner: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)>;
-    /// Tasks of one API (`None`: both) within `scope`, newest first, and their total count.
+    /// Tasks of one API (`None`: both) within `scope`, newest first, and their total count. `Scope::Owner(None)`
+    /// is the tasks submitted without a key (owner as in [`NewTask::owner`]).
     async fn list_scoped(&self, api: Option<&str>, scope: Scope<'_>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)>;
     /// Moves the oldest queued task to running and returns it (one claimer wins each task).
     async fn claim_next(&self) -> Result<Option<TaskRow>>;

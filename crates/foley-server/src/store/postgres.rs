@@ -148,27 +148,6 @@ impl TaskStore for PgStore {
         sqlx::query(&q).bind(external_id).fetch_optional(&self.pool).await?.as_ref().map(task_row).transpose()
     }
 
-    async fn list(&self, api: &str, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
-        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE api = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3");
-        let rows = sqlx::query(&q).bind(api).bind(limit).bind(offset).fetch_all(&self.pool).await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE api = $1").bind(api).fetch_one(&self.pool).await?;
-        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
-    }
-
-    async fn list_owned(&self, owner: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
-        // NULL owners (a server without keys) match a NULL argument.
-        let q = format!(
-            "SELECT {TASK_COLS} FROM tasks WHERE owner IS NOT DISTINCT FROM $1 ORDER BY seq DESC LIMIT $2 OFFSET $3"
-        );
-        let rows = sqlx::query(&q).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner IS NOT DISTINCT FROM $1")
-            .bind(owner)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
-    }
-
     async fn list_scoped(&self, api: Option<&str>, scope: Scope<'_>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
         let (all, owner) = match scope {
             Scope::All => (true, None),

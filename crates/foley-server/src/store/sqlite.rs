@@ -85,23 +85,6 @@ impl TaskStore for SqliteStore {
         sqlx::query(&q).bind(external_id).fetch_optional(&self.pool).await?.as_ref().map(task_row).transpose()
     }
 
-    async fn list(&self, api: &str, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
-        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE api = ? ORDER BY seq DESC LIMIT ? OFFSET ?");
-        let rows = sqlx::query(&q).bind(api).bind(limit).bind(offset).fetch_all(&self.pool).await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE api = ?").bind(api).fetch_one(&self.pool).await?;
-        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
-    }
-
-    async fn list_owned(&self, owner: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
-        // `IS` compares NULL with NULL as equal: owner-less tasks are those of a server without keys.
-        let q = format!("SELECT {TASK_COLS} FROM tasks WHERE owner IS ? ORDER BY seq DESC LIMIT ? OFFSET ?");
-        let rows = sqlx::query(&q).bind(owner).bind(limit).bind(offset).fetch_all(&self.pool).await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner IS ?").bind(owner).fetch_one(&self.pool).await?;
-        Ok((rows.iter().map(task_row).collect::<Result<_>>()?, total))
-    }
-
     async fn list_scoped(&self, api: Option<&str>, scope: Scope<'_>, offset: i64, limit: i64) -> Result<(Vec<TaskRow>, i64)> {
         let (all, owner) = match scope {
             Scope::All => (true, None),
@@ -356,20 +339,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn list_owned_shows_one_keys_tasks_of_both_apis_newest_first() {
+    async fn an_owner_scope_lists_one_keys_tasks_of_both_apis_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("foley.db")).await.unwrap();
         for (id, owner, api) in [("a1", Some("aaaa"), Api::Infsh), ("b1", Some("bbbb"), Api::Infsh), ("a2", Some("aaaa"), Api::Kling), ("n1", None, Api::Infsh)] {
             assert!(s.admit(&task(id, owner, api), 100).await.unwrap());
         }
         let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<Vec<_>>();
-        let (rows, total) = s.list_owned(Some("aaaa"), 0, 10).await.unwrap();
+        let (rows, total) = s.list_scoped(None, Scope::Owner(Some("aaaa")), 0, 10).await.unwrap();
         assert_eq!((ids(rows), total), (vec!["a2".to_string(), "a1".to_string()], 2));
-        let (rows, total) = s.list_owned(Some("aaaa"), 1, 1).await.unwrap();
+        let (rows, total) = s.list_scoped(None, Scope::Owner(Some("aaaa")), 1, 1).await.unwrap();
         assert_eq!((ids(rows), total), (vec!["a1".to_string()], 2));
-        let (rows, _) = s.list_owned(None, 0, 10).await.unwrap();
+        let (rows, _) = s.list_scoped(None, Scope::Owner(None), 0, 10).await.unwrap();
         assert_eq!(ids(rows), vec!["n1".to_string()]);
-        assert_eq!(s.list_owned(Some("cccc"), 0, 10).await.unwrap().1, 0);
+        assert_eq!(s.list_scoped(None, Scope::Owner(Some("cccc")), 0, 10).await.unwrap().1, 0);
     }
 
     #[tokio::test]
@@ -393,7 +376,7 @@ mod tests {
         let s = SqliteStore::open(&path).await.unwrap();
         assert!(s.get("old").await.unwrap().is_some());
         assert!(s.admit(&task("new", Some("aaaa"), Api::Infsh), 10).await.unwrap());
-        assert_eq!(s.list_owned(None, 0, 10).await.unwrap().0[0].id, "old");
-        assert_eq!(s.list_owned(Some("aaaa"), 0, 10).await.unwrap().0[0].id, "new");
+        assert_eq!(s.list_scoped(None, Scope::Owner(None), 0, 10).await.unwrap().0[0].id, "old");
+        assert_eq!(s.list_scoped(None, Scope::Owner(Some("aaaa")), 0, 10).await.unwrap().0[0].id, "new");
     }
 }
