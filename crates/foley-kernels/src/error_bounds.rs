@@ -26,12 +26,17 @@ pub fn bf16_rounded(t: &Tensor) -> Tensor {
     t.to_dtype(DType::BF16).and_then(|t| t.to_dtype(DType::F32)).expect("bf16 rounding")
 }
 
+/// The elements of `t` in f32, row-major.
+fn values(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).expect("values")
+}
+
 /// Asserts `|got − want| ≤ bound` element by element (and that nothing is NaN) and returns the largest
 /// `|got − want| / bound`, printed with `what` so that a test's margin can be read.
 pub fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: &Tensor) -> f32 {
     assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    let flat = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).expect("values");
-    let (g, w, b) = (flat(got), flat(want), flat(&bound.broadcast_as(want.shape()).expect("bound shape").contiguous().expect("contiguous")));
+    let bound = bound.broadcast_as(want.shape()).and_then(|b| b.contiguous()).expect("bound shape");
+    let (g, w, b) = (values(got), values(want), values(&bound));
     let mut worst = (0f32, 0usize);
     for (i, ((g, w), b)) in g.iter().zip(&w).zip(&b).enumerate() {
         assert!(g.is_finite() && w.is_finite(), "{what}: non-finite value at {i} (got {g}, want {w})");
@@ -49,8 +54,7 @@ pub fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: &Tensor) ->
 /// over a tensor passes a NaN over, so it must be refused before).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes");
-    let flat = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).expect("values");
-    let (a, b) = (flat(a), flat(b));
+    let (a, b) = (values(a), values(b));
     a.iter().zip(&b).enumerate().fold(0f32, |m, (i, (x, y))| {
         assert!(x.is_finite() && y.is_finite(), "non-finite value at element {i}: {x} against {y}");
         m.max((x - y).abs())
